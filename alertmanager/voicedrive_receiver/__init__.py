@@ -1,0 +1,1 @@
+"""Alertmanager webhook receiver: levels, fan-out to Slack/email/SMS/phone, incidents."""

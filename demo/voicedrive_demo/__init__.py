@@ -1,0 +1,1 @@
+"""make demo: the whole stack on loopback and the fire drill."""

@@ -1,0 +1,1 @@
+"""VoiceDrive exporter: probes the API, notifications, database, backups and host; serves /metrics."""

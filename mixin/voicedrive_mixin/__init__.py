@@ -1,0 +1,1 @@
+"""Rules, alerts, dashboards and the README alert table generated from one thresholds file."""

@@ -1,0 +1,1 @@
+"""voicedrive-sim: a stand-in for the VoiceDrive API with run-time fault injection."""

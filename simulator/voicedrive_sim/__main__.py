@@ -1,0 +1,7 @@
+"""``python -m voicedrive_sim``."""
+
+import sys
+
+from voicedrive_sim.main import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""A real prometheus-alertmanager on loopback, started from the repo's alertmanager.yml.
+
+A plain module, not a conftest: a second ``conftest`` module would shadow the root one that
+holds ``require_binary``.
+"""
+
+import copy
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import require_binary
+from voicedrive_common.throwaway_pg import free_port
+from voicedrive_mixin.thresholds import load_thresholds
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "alertmanager" / "alertmanager.yml"
+TOKEN = "test-receiver-token"
+START_TIMEOUT_S = 15.0
+
+
+def _alert_classes() -> dict[str, dict[str, str]]:
+    # Labels as the rules give them, from the single source (mixin/thresholds.yml).
+    classes = {}
+    for a in load_thresholds():
+        labels = {"severity": a.severity, "system": a.system, "component": a.component}
+        if a.level is not None:
+            labels["level"] = str(a.level)
+        classes[a.name] = labels
+    return classes
+
+
+ALERT_CLASSES = _alert_classes()
+
+
+def repo_config() -> dict[str, Any]:
+    """The repo's Alertmanager config as a dict (a fresh copy for each caller to edit)."""
+    loaded = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return copy.deepcopy(loaded)
+
+
+def alert(
+    alertname: str, *, system: str = "voicedrive", ended: bool = False, **labels: str
+) -> dict[str, Any]:
+    """An API v2 postable alert with its class's labels, started a minute ago.
+
+    ``ended`` gives it an ``endsAt`` in the past: Alertmanager then holds it as resolved.
+    """
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "labels": {
+            "alertname": alertname,
+            **ALERT_CLASSES.get(alertname, {}),
+            "system": system,
+            **labels,
+        },
+        "annotations": {"summary": alertname},
+        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "generatorURL": "http://127.0.0.1/graph",
+    }
+    if ended:
+        body["endsAt"] = (now - timedelta(seconds=1)).isoformat()
+    return body
+
+
+@dataclass
+class RunningAlertmanager:
+    """Handle on a started Alertmanager: post alerts, read their status."""
+
+    url: str
+
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """POST alerts to /api/v2/alerts (as Prometheus does)."""
+        status, _ = http_json(f"{self.url}/api/v2/alerts", alerts)
+        assert status == 200
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert Alertmanager holds, with its status."""
+        status, body = http_json(f"{self.url}/api/v2/alerts")
+        assert status == 200
+        assert isinstance(body, list)
+        return body
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Status of each alert keyed by alertname plus its other identifying labels."""
+        return {alert_key(a["labels"]): a["status"] for a in self.alerts()}
+
+    def wait_for_states(
+        self, expected: dict[str, str], *, timeout_s: float = 10.0
+    ) -> dict[str, dict[str, Any]]:
+        """Poll until each named alert has the expected state ("active"/"suppressed")."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = self.states()
+            seen = {key: states[key]["state"] for key in expected if key in states}
+            if seen == expected or time.monotonic() > deadline:
+                return states
+            time.sleep(0.1)
+
+
+def http_json(url: str, payload: Any = None, *, timeout_s: float = 5.0) -> tuple[int, Any]:
+    """GET (or POST ``payload`` as JSON to) a loopback URL; (status, JSON body or text)."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"tests talk to loopback only, not {url}")
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(  # noqa: S310 - scheme and host checked above
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+        raw = response.read().decode()
+        is_json = response.headers.get_content_type() == "application/json"
+        return response.status, (json.loads(raw) if is_json and raw.strip() else raw)
+
+
+def alert_key(labels: dict[str, str]) -> str:
+    """A readable identity for an alert in test assertions: its name and instance if any."""
+    name = labels["alertname"]
+    instance = labels.get("instance")
+    system = labels.get("system")
+    parts = [name] + [p for p in (system, instance) if p]
+    return "/".join(parts)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"alertmanager exited early:\n{log.read_text()}", pytrace=False)
+        try:
+            if http_json(f"{url}/-/ready", timeout_s=1)[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"alertmanager not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
+
+
+class AlertmanagerProcesses:
+    """Starts real Alertmanagers from the repo's config; ``stop_all()`` ends every one started.
+
+    The repo file is used unchanged except for what a test must change: the receiver's address
+    (tests never use the contract ports), the token file path, and optionally the timers.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, *, webhook_base: str = "http://127.0.0.1:9", timers: dict[str, str] | None = None
+    ) -> RunningAlertmanager:
+        """Start one Alertmanager and wait until it is ready."""
+        binary = require_binary("prometheus-alertmanager")
+        workdir = self._workdir / f"am{len(self._processes)}"
+        workdir.mkdir()
+        config = repo_config()
+        token_file = workdir / "receiver-token"
+        token_file.write_text(TOKEN + "\n", encoding="utf-8")
+        for receiver in config["receivers"]:
+            for hook in receiver.get("webhook_configs", []):
+                hook["url"] = hook["url"].replace("http://127.0.0.1:9918", webhook_base)
+                hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+        if timers:
+            config["route"].update(timers)
+            for route in config["route"].get("routes", []):
+                route.update(timers)
+        config_file = workdir / "alertmanager.yml"
+        config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+        port = free_port()
+        log = workdir / "alertmanager.log"
+        with log.open("wb") as log_out:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config_file}",
+                    f"--storage.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    # Empty disables clustering: no gossip port, no peers, nothing off loopback.
+                    "--cluster.listen-address=",
+                    "--log.level=debug",
+                ],
+                stdout=log_out,
+                stderr=subprocess.STDOUT,
+            )
+        self._processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process, log)
+        return RunningAlertmanager(url=url)
+
+    def stop_all(self) -> None:
+        """Terminate every Alertmanager this object started."""
+        for process in self._processes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -1,0 +1,35 @@
+"""Asia/Tokyo time helpers shared by the lifecycle modules (all schedule maths happens here)."""
+
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+Lang = Literal["ja", "en"]
+LANGS: tuple[Lang, ...] = ("ja", "en")
+
+_WEEKDAYS: dict[Lang, tuple[str, ...]] = {
+    "ja": ("月", "火", "水", "木", "金", "土", "日"),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
+
+
+def weekday_name(day: date, lang: Lang = "ja") -> str:
+    """The weekday of ``day``, computed from the date (never typed by hand)."""
+    return _WEEKDAYS[lang][day.weekday()]
+
+
+def to_tokyo(when: datetime) -> datetime:
+    """``when`` in Asia/Tokyo; naive datetimes are refused because their zone is a guess."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime: give a timezone-aware instant")
+    return when.astimezone(TOKYO)
+
+
+def format_time(when: datetime | None, lang: Lang = "ja", *, empty: str = "") -> str:
+    """``2025-09-02 10:15:00 (火) JST``: the full instant as responders read it."""
+    if when is None:
+        return empty
+    local = to_tokyo(when)
+    return f"{local:%Y-%m-%d %H:%M:%S} ({weekday_name(local.date(), lang)}) JST"

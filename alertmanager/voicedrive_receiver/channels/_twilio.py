@@ -6,11 +6,10 @@ auth ``AccountSid:AuthToken``; 201 with the new resource's ``sid``; errors as JS
 number, so only the numeric ``code`` goes into a result.
 """
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
 
 from voicedrive_common.confload import Node
 from voicedrive_common.secrets import SecretRef
@@ -71,7 +70,8 @@ class TwilioClient:
             self.sender["MessagingServiceSid"] = settings.messaging_service_sid
         self._base = f"{settings.api_url}/2010-04-01/Accounts/{self._account_sid}"
         self._session = _http.new_session(settings.timeout)
-        self._auth = aiohttp.BasicAuth(self._account_sid, auth_token)
+        credentials = f"{self._account_sid}:{auth_token}".encode()
+        self._headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
 
     async def create(self, resource: str, form: dict[str, str]) -> DeliveryResult:
         """POST a new ``resource`` (``Messages`` or ``Calls``) and classify the answer."""
@@ -82,7 +82,7 @@ class TwilioClient:
             f"{self._base}/{resource}.json",
             what=what,
             data={**self.sender, **form},
-            auth=self._auth,
+            headers=self._headers,
         )
         if isinstance(reply, DeliveryResult):
             return reply

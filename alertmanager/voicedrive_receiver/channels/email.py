@@ -133,9 +133,10 @@ class EmailChannel:
         mail["X-VoiceDrive-Delivery-Id"] = _HEADER_SAFE.sub("_", message.delivery_id)[:200]
         mail["X-VoiceDrive-Level"] = str(message.level)
         mail["Auto-Submitted"] = "auto-generated"
-        mail.set_content(rendered.text or rendered.subject, charset="utf-8")
+        # base64 keeps the message 7-bit clean for relays without 8BITMIME.
+        mail.set_content(rendered.text or rendered.subject, charset="utf-8", cte="base64")
         if rendered.html:
-            mail.add_alternative(rendered.html, subtype="html", charset="utf-8")
+            mail.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="base64")
         return mail
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:

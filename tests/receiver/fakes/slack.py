@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from receiver.fakes._base import FakeServer, Recorded
+from ._base import FakeServer, Recorded
 
 WEBHOOK_PATH = "/services/T0VOICE/B0DRIVE/fakewebhooksecret0001"
 BOT_TOKEN = "xoxb-1111-2222-fakebottoken"

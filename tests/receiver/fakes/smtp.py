@@ -52,14 +52,14 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        auth = session.auth_data
-        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        content = envelope.original_content or envelope.content or b""
+        login = session.auth_data if isinstance(session.auth_data, str) else None
         self._server.received.append(
             Received(
                 mail_from=str(envelope.mail_from),
                 rcpt_tos=list(envelope.rcpt_tos),
-                raw=bytes(envelope.original_content or envelope.content or b""),
-                tls=session.ssl is not None,
+                raw=content if isinstance(content, bytes) else content.encode("utf-8"),
+                tls=_over_tls(server),
                 login=login,
             )
         )
@@ -103,7 +103,7 @@ class SmtpServer:
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode()
         ok = self.users.get(login) == auth_data.password.decode()
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     def _protocol(self) -> SMTP:
         return SMTP(
@@ -142,3 +142,9 @@ class SmtpServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _over_tls(server: SMTP) -> bool:
+    # session.ssl is only set by STARTTLS; implicit TLS shows on the transport.
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None

@@ -11,14 +11,16 @@ omitted when None), ``server_error`` (500 code 20500; option ``status``), ``erro
 body and no sid).
 """
 
+import base64
+import binascii
 import itertools
 import json
 import re
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-from receiver.fakes._base import FakeServer
+from ._base import FakeServer
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "fake-twilio-auth-token-0001"
@@ -32,6 +34,7 @@ MESSAGES = {
     21602: "Message body is required.",
     21603: "The source 'from' phone number is required to send an SMS.",
     21205: "Url parameter is required.",
+    20404: "The requested resource was not found",
 }
 
 
@@ -59,17 +62,11 @@ class FakeTwilio(FakeServer):
         resource = request.match_info["resource"]
         if resource not in ("Messages.json", "Calls.json"):
             recorded.problem = f"unknown resource {resource}"
-            return _error(404, 20404, "The requested resource was not found")
-        try:
-            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
-        except ValueError:
-            auth = None
-        if (
-            auth is None
-            or auth.login != self.account_sid
-            or auth.password != self.auth_token
-            or request.match_info["sid"] != self.account_sid
-        ):
+            return _error(404, 20404)
+        if _basic_auth(request.headers.get("Authorization", "")) != (
+            self.account_sid,
+            self.auth_token,
+        ) or (request.match_info["sid"] != self.account_sid):
             recorded.problem = "authentication"
             return _error(401, 20003)
         if request.content_type != "application/x-www-form-urlencoded":
@@ -135,3 +132,14 @@ def _error(
     return web.Response(
         status=status, text=json.dumps(body), content_type="application/json", headers=headers
     )
+
+
+def _basic_auth(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        login, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (login, password) if sep else None

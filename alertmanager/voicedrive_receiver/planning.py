@@ -1,0 +1,174 @@
+"""From a parsed notification to what the store keeps and what the outbox sends (pure)."""
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voicedrive_receiver.channels.base import RenderedMessage
+from voicedrive_receiver.config import ReceiverConfig
+from voicedrive_receiver.identity import delivery_id, notification_identity, pair_key
+from voicedrive_receiver.levels import LevelDecision, alert_level, group_level
+from voicedrive_receiver.models import Alert, Notification
+from voicedrive_receiver.rendering import build_context
+from voicedrive_receiver.routing import Route, ownership, resolved_routes, routes_for_level
+from voicedrive_receiver.store.base import AlertRecord, GroupState, IngestBatch, NewOutboxRow
+
+# render(channel_kind, status, language, context) -> RenderedMessage; never raises.
+Render = Callable[[str, str, str, Mapping[str, Any]], RenderedMessage]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The batch to store, the per-alert level decisions, and the planner for the outbox."""
+
+    batch: IngestBatch
+    decisions: tuple[LevelDecision, ...]
+
+    def alerts(self) -> tuple[AlertRecord, ...]:
+        """The alerts of the batch."""
+        return self.batch.alerts
+
+
+def _ts(alert: Alert) -> float:
+    return alert.starts_at.timestamp()
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "status": alert.status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": alert.starts_at.isoformat(),
+        # Not ended stays empty; the zero time is never turned into a date.
+        "endsAt": alert.ends_at.isoformat() if alert.ends_at else "",
+        "generatorURL": alert.generator_url,
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def build_batch(
+    notification: Notification, raw: str, config: ReceiverConfig, *, received_at: float
+) -> Plan:
+    """Decide levels and ownership for one notification."""
+    decisions = tuple(alert_level(a.labels, config.levels) for a in notification.alerts)
+    level = group_level(notification.alerts, config.levels)
+    owner = ownership(notification.firing() or notification.alerts, config)
+    first = (notification.firing() or notification.alerts)[0]
+    summary = (
+        notification.common_annotations.get("summary")
+        or first.annotations.get("summary")
+        or notification.common_labels.get("alertname")
+        or first.labels.get("alertname", "")
+    )
+    records = tuple(
+        AlertRecord(
+            fingerprint=a.fingerprint,
+            status=a.status,
+            starts_at=_ts(a),
+            ends_at=a.ends_at.timestamp() if a.ends_at else None,
+            level=d.level,
+            level_source=d.source,
+            labels=a.labels,
+            annotations=a.annotations,
+        )
+        for a, d in zip(notification.alerts, decisions, strict=True)
+    )
+    batch = IngestBatch(
+        identity=notification_identity(notification),
+        group_key=notification.group_key,
+        status=notification.status,
+        level=level,
+        system=",".join(owner.systems),
+        component=",".join(owner.components),
+        summary=summary[:500],
+        received_at=received_at,
+        external_url=notification.external_url,
+        receiver=notification.receiver,
+        payload=raw,
+        alerts=records,
+        reopen_within=config.incidents.reopen_within,
+    )
+    return Plan(batch=batch, decisions=decisions)
+
+
+def make_planner(
+    notification: Notification, plan: Plan, config: ReceiverConfig, render: Render
+) -> Callable[[GroupState], list[NewOutboxRow]]:
+    """The function the store calls inside its transaction to decide the outbox rows."""
+    batch = plan.batch
+    owner = ownership(notification.firing() or notification.alerts, config)
+
+    def planner(state: GroupState) -> list[NewOutboxRow]:
+        if state.incident_id is None:
+            # A resolved group we never saw firing: nobody was paged, nobody hears of it.
+            return []
+        level = max(batch.level, state.incident_level)
+        routes: tuple[Route, ...]
+        if batch.status == "firing":
+            routes = routes_for_level(level, owner, config)
+        else:
+            routes = resolved_routes(state.firing_routes, config)
+        incident_url = (
+            f"{config.server.external_url}/api/incidents/{state.incident_id}"
+            if config.server.external_url
+            else ""
+        )
+        context = build_context(
+            status=batch.status,
+            level=level,
+            alerts=[_alert_json(a) for a in notification.alerts],
+            group_labels=notification.group_labels,
+            common_labels=notification.common_labels,
+            common_annotations=notification.common_annotations,
+            incident_id=state.incident_id,
+            incident_url=incident_url,
+            external_url=notification.external_url,
+            group_key=notification.group_key,
+            receiver=notification.receiver,
+        )
+        rendered: dict[str, dict[str, Any]] = {}
+        rows = []
+        for route in routes:
+            kind = config.channels[route.channel].kind
+            if kind not in rendered:
+                message = render(kind, batch.status, config.language, context)
+                rendered[kind] = rendered_to_json(message)
+            rows.append(
+                NewOutboxRow(
+                    delivery_id=delivery_id(batch.identity, route.channel, route.contact),
+                    pair_key=pair_key(batch.group_key, route.channel, route.contact),
+                    purpose="notification",
+                    incident_id=state.incident_id,
+                    group_key=batch.group_key,
+                    channel=route.channel,
+                    contact=route.contact,
+                    status=batch.status,
+                    level=level,
+                    rendered=rendered[kind],
+                    not_before=batch.received_at,
+                )
+            )
+        return rows
+
+    return planner
+
+
+def rendered_to_json(message: RenderedMessage) -> dict[str, Any]:
+    """A RenderedMessage as stored in the outbox."""
+    return {
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "extra": json.loads(json.dumps(message.extra, ensure_ascii=False, default=str)),
+    }
+
+
+def rendered_from_json(data: Mapping[str, Any]) -> RenderedMessage:
+    """The RenderedMessage of an outbox row."""
+    return RenderedMessage(
+        subject=str(data.get("subject", "")),
+        text=str(data.get("text", "")),
+        html=str(data.get("html", "")),
+        extra=dict(data.get("extra") or {}),
+    )

@@ -1,0 +1,46 @@
+"""Durable state: notifications, alerts, incidents, the outbox and dead letters."""
+
+from voicedrive_receiver.config import PostgresStoreConfig, ResolvedSecrets, StoreConfig
+from voicedrive_receiver.store.base import (
+    ChannelStats,
+    GroupState,
+    Incident,
+    IngestBatch,
+    IngestResult,
+    NewOutboxRow,
+    OutboxRow,
+    SqlStore,
+    Store,
+)
+from voicedrive_receiver.store.postgres import open_postgres_store
+from voicedrive_receiver.store.sqlite import open_sqlite_store
+
+__all__ = [
+    "ChannelStats",
+    "GroupState",
+    "Incident",
+    "IngestBatch",
+    "IngestResult",
+    "NewOutboxRow",
+    "OutboxRow",
+    "SqlStore",
+    "Store",
+    "open_postgres_store",
+    "open_sqlite_store",
+    "open_store",
+]
+
+
+async def open_store(config: StoreConfig, secrets: ResolvedSecrets) -> SqlStore:
+    """The configured store, migrated."""
+    if isinstance(config, PostgresStoreConfig):
+        assert secrets.store_dsn is not None
+        return await open_postgres_store(
+            secrets.store_dsn.reveal(),
+            password=secrets.store_password.reveal() if secrets.store_password else None,
+            pool_min=config.pool_min,
+            pool_max=config.pool_max,
+            connect_timeout=config.connect_timeout,
+            command_timeout=config.command_timeout,
+        )
+    return await open_sqlite_store(config.path, busy_timeout=config.busy_timeout)

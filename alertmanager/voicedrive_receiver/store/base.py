@@ -1,0 +1,823 @@
+"""The store contract and the SQL both backends share.
+
+``SqlStore`` holds every query once, written with ``$n`` placeholders; a backend supplies a
+``Database`` (SQLite in a thread, or an asyncpg pool) that runs them and says which dialect it
+speaks. Exactly-once rests on constraints, not memory: ``notifications.identity`` and
+``outbox.delivery_id`` are unique, at most one incident per group is not closed, and outbox rows
+are claimed with a lease (plus ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) so replicas never send
+the same row while the lease holds; a crashed holder's lease runs out and the row is claimable.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from voicedrive_receiver.routing import Route
+from voicedrive_receiver.store.schema import MIGRATIONS, Dialect
+
+Row = Mapping[str, Any]
+
+# Incident statuses; issue-5 lifecycle adds "monitoring" between resolved and closed.
+ACTIVE_STATUSES = ("open", "acknowledged")
+
+
+class Connection(Protocol):
+    """One connection (inside a transaction when obtained from ``Database.transaction``)."""
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run a statement."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Rows of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """First row of a query, or None."""
+        ...
+
+
+class Database(Protocol):
+    """What a backend provides to ``SqlStore``."""
+
+    dialect: Dialect
+
+    def transaction(
+        self, *, lock_key: str | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
+        """A transaction; ``lock_key`` serialises transactions on the same key across replicas."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert of an ingested notification, with its decided level."""
+
+    fingerprint: str
+    status: str
+    starts_at: float
+    ends_at: float | None
+    level: int
+    level_source: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class IngestBatch:
+    """Everything the webhook decided about one notification, ready to store."""
+
+    identity: str
+    group_key: str
+    status: str
+    level: int
+    system: str
+    component: str
+    summary: str
+    received_at: float
+    external_url: str
+    receiver: str
+    payload: str
+    alerts: tuple[AlertRecord, ...]
+    reopen_within: float
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """What the planner may know about the group while the ingest transaction holds it."""
+
+    incident_id: str | None
+    incident_level: int
+    opened: bool
+    firing_routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class NewOutboxRow:
+    """A message to enqueue."""
+
+    delivery_id: str
+    pair_key: str
+    purpose: str
+    incident_id: str | None
+    group_key: str
+    channel: str
+    contact: str
+    status: str
+    level: int
+    rendered: Mapping[str, Any]
+    not_before: float
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Outcome of storing one notification."""
+
+    duplicate: bool
+    incident_id: str | None
+    enqueued: int
+    channels: tuple[str, ...] = ()
+
+
+Planner = Callable[[GroupState], Sequence[NewOutboxRow]]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A claimed outbox row."""
+
+    id: int
+    delivery_id: str
+    purpose: str
+    incident_id: str | None
+    group_key: str
+    channel: str
+    contact: str
+    status: str
+    level: int
+    attempts: int
+    created_at: float
+    rendered: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Pending work of one channel."""
+
+    channel: str
+    depth: int
+    oldest_created_at: float | None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident as the API shows it."""
+
+    id: str
+    group_key: str
+    level: int
+    system: str
+    component: str
+    summary: str
+    status: str
+    opened_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    closed_at: float | None
+    updated_at: float
+    record: Mapping[str, Any] = field(default_factory=dict)
+    levels: tuple[Mapping[str, Any], ...] = ()
+    events: tuple[Mapping[str, Any], ...] = ()
+    deliveries: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON for the API, times as RFC 3339 UTC."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "group_key": self.group_key,
+            "level": self.level,
+            "system": self.system,
+            "component": self.component,
+            "summary": self.summary,
+            "status": self.status,
+            "opened_at": iso(self.opened_at),
+            "acknowledged_at": iso(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "resolved_at": iso(self.resolved_at),
+            "closed_at": iso(self.closed_at),
+            "updated_at": iso(self.updated_at),
+            "record": dict(self.record),
+        }
+        if self.levels or self.events or self.deliveries:
+            out["level_history"] = [_iso_fields(x) for x in self.levels]
+            out["timeline"] = [_iso_fields(x) for x in self.events]
+            out["deliveries"] = [_iso_fields(x) for x in self.deliveries]
+        return out
+
+
+def iso(seconds: float | None) -> str | None:
+    """UNIX seconds as RFC 3339 UTC with milliseconds."""
+    if seconds is None:
+        return None
+    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _iso_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if k.endswith("_at") or k == "at" else v for k, v in row.items()}
+
+
+class Store(Protocol):
+    """Durable state of the receiver; every method may raise StoreUnavailable."""
+
+    async def ingest(self, batch: IngestBatch, planner: Planner) -> IngestResult:
+        """Store a notification, open/update its incident and enqueue the planner's rows."""
+        ...
+
+    async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: float) -> int:
+        """Enqueue extra messages (dead-letter reports, escalations); duplicates are ignored."""
+        ...
+
+    async def claim(
+        self, channel: str, *, now: float, limit: int, lease: float, owner: str
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` due rows of ``channel``; each claim counts as an attempt."""
+        ...
+
+    async def mark_delivered(
+        self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
+    ) -> bool:
+        """Record success; False when the lease was lost."""
+        ...
+
+    async def mark_retry(
+        self,
+        row: OutboxRow,
+        *,
+        owner: str,
+        now: float,
+        next_attempt_at: float,
+        error: str,
+        refund_attempt: bool = False,
+    ) -> bool:
+        """Schedule another attempt; ``refund_attempt`` when the upstream only throttled."""
+        ...
+
+    async def mark_dead(self, row: OutboxRow, *, owner: str, now: float, error: str) -> bool:
+        """Give up on a row: dead letter."""
+        ...
+
+    async def next_due(self, channel: str) -> float | None:
+        """When the earliest pending row of ``channel`` is due."""
+        ...
+
+    async def outbox_stats(self) -> list[ChannelStats]:
+        """Pending rows per channel."""
+        ...
+
+    async def open_incidents_by_level(self) -> dict[int, int]:
+        """Count of not-closed, not-resolved incidents per level."""
+        ...
+
+    async def list_incidents(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """Newest incidents first."""
+        ...
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        """One incident with level history, timeline and deliveries."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot answer."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+def incident_id_for(group_key: str, identity: str, opened_at: float) -> str:
+    """A readable, unique id: date opened (UTC) plus a digest of what opened it."""
+    day = datetime.fromtimestamp(opened_at, UTC).strftime("%Y%m%d")
+    digest = hashlib.sha256(f"{group_key}\x00{identity}".encode()).hexdigest()[:8]
+    return f"INC-{day}-{digest}"
+
+
+_OUTBOX_COLUMNS = (
+    "id, delivery_id, purpose, incident_id, group_key, channel, contact, status, level, "
+    "attempts, created_at, rendered"
+)
+
+
+def _outbox_row(row: Row) -> OutboxRow:
+    return OutboxRow(
+        id=int(row["id"]),
+        delivery_id=row["delivery_id"],
+        purpose=row["purpose"],
+        incident_id=row["incident_id"],
+        group_key=row["group_key"],
+        channel=row["channel"],
+        contact=row["contact"],
+        status=row["status"],
+        level=int(row["level"]),
+        attempts=int(row["attempts"]),
+        created_at=float(row["created_at"]),
+        rendered=json.loads(row["rendered"]),
+    )
+
+
+def _incident(row: Row) -> Incident:
+    return Incident(
+        id=row["id"],
+        group_key=row["group_key"],
+        level=int(row["level"]),
+        system=row["system"],
+        component=row["component"],
+        summary=row["summary"],
+        status=row["status"],
+        opened_at=row["opened_at"],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+        resolved_at=row["resolved_at"],
+        closed_at=row["closed_at"],
+        updated_at=row["updated_at"],
+        record=json.loads(row["record"] or "{}"),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class SqlStore:
+    """The Store on top of a Database; queries are shared, the dialect picks the locking."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which SQL the backend speaks."""
+        return self.db.dialect
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        applied: list[int] = []
+        async with self.db.transaction(lock_key="schema_migrations") as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            rows = await conn.fetch("SELECT version FROM schema_migrations")
+            done = {int(r["version"]) for r in rows}
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.sql(self.dialect):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    datetime.now(UTC).isoformat(),
+                )
+                applied.append(migration.version)
+        return applied
+
+    async def schema_version(self) -> int:
+        """Highest applied migration."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    async def ingest(self, batch: IngestBatch, planner: Planner) -> IngestResult:
+        """See Store.ingest."""
+        async with self.db.transaction(lock_key=batch.group_key) as conn:
+            return await self._ingest(conn, batch, planner)
+
+    async def _ingest(self, conn: Connection, batch: IngestBatch, planner: Planner) -> IngestResult:
+        now = batch.received_at
+        inserted = await conn.fetchrow(
+            "INSERT INTO notifications (identity, group_key, status, level, received_at, "
+            "last_received_at, external_url, receiver, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) "
+            "ON CONFLICT (identity) DO NOTHING RETURNING id",
+            batch.identity,
+            batch.group_key,
+            batch.status,
+            batch.level,
+            now,
+            batch.external_url,
+            batch.receiver,
+            batch.payload,
+        )
+        if inserted is None:
+            await conn.execute(
+                "UPDATE notifications SET duplicates = duplicates + 1, last_received_at = $2 "
+                "WHERE identity = $1",
+                batch.identity,
+                now,
+            )
+            row = await conn.fetchrow(
+                "SELECT incident_id FROM notifications WHERE identity = $1", batch.identity
+            )
+            return IngestResult(
+                duplicate=True, incident_id=row["incident_id"] if row else None, enqueued=0
+            )
+
+        incident_id, level, opened = await self._update_incident(conn, batch)
+        for alert in batch.alerts:
+            await conn.execute(
+                "INSERT INTO alerts (group_key, fingerprint, starts_at, status, ends_at, level, "
+                "level_source, labels, annotations, incident_id, first_seen_at, last_seen_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) "
+                "ON CONFLICT (group_key, fingerprint, starts_at) DO UPDATE SET "
+                "status = excluded.status, ends_at = excluded.ends_at, level = excluded.level, "
+                "level_source = excluded.level_source, labels = excluded.labels, "
+                "annotations = excluded.annotations, incident_id = excluded.incident_id, "
+                "last_seen_at = excluded.last_seen_at",
+                batch.group_key,
+                alert.fingerprint,
+                alert.starts_at,
+                alert.status,
+                alert.ends_at,
+                alert.level,
+                alert.level_source,
+                _dumps(alert.labels),
+                _dumps(alert.annotations),
+                incident_id,
+                now,
+            )
+        await conn.execute(
+            "UPDATE notifications SET incident_id = $2 WHERE identity = $1",
+            batch.identity,
+            incident_id,
+        )
+        firing_routes: tuple[Route, ...] = ()
+        if incident_id is not None:
+            rows = await conn.fetch(
+                "SELECT DISTINCT channel, contact FROM outbox WHERE incident_id = $1 "
+                "AND status = 'firing' AND purpose = 'notification' "
+                "AND state IN ('pending', 'delivered')",
+                incident_id,
+            )
+            firing_routes = tuple(sorted(Route(r["channel"], r["contact"]) for r in rows))
+        state = GroupState(
+            incident_id=incident_id,
+            incident_level=level,
+            opened=opened,
+            firing_routes=firing_routes,
+        )
+        planned = planner(state)
+        enqueued = await self._insert_outbox(conn, planned, now=now)
+        return IngestResult(
+            duplicate=False,
+            incident_id=incident_id,
+            enqueued=enqueued,
+            channels=tuple(sorted({r.channel for r in planned})),
+        )
+
+    async def _update_incident(
+        self, conn: Connection, batch: IngestBatch
+    ) -> tuple[str | None, int, bool]:
+        """Open, reopen, raise or resolve the group's incident: (id, level, newly opened)."""
+        now = batch.received_at
+        lock = " FOR UPDATE" if self.dialect == "postgres" else ""
+        current = await conn.fetchrow(
+            "SELECT id, level, status, resolved_at FROM incidents "  # noqa: S608 - constant suffix
+            f"WHERE group_key = $1 AND closed_at IS NULL{lock}",
+            batch.group_key,
+        )
+        if batch.status == "resolved":
+            if current is None:
+                return None, batch.level, False
+            if current["status"] in ACTIVE_STATUSES:
+                await conn.execute(
+                    "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 "
+                    "WHERE id = $1",
+                    current["id"],
+                    now,
+                )
+                await self._event(conn, current["id"], now, "resolved", {})
+            return current["id"], int(current["level"]), False
+
+        if current is not None and current["status"] not in ACTIVE_STATUSES:
+            resolved_at = current["resolved_at"]
+            if resolved_at is not None and now - float(resolved_at) <= batch.reopen_within:
+                await conn.execute(
+                    "UPDATE incidents SET status = 'open', resolved_at = NULL, updated_at = $2 "
+                    "WHERE id = $1",
+                    current["id"],
+                    now,
+                )
+                await self._event(conn, current["id"], now, "reopened", {})
+            else:
+                await conn.execute(
+                    "UPDATE incidents SET status = 'closed', closed_at = $2, updated_at = $2 "
+                    "WHERE id = $1",
+                    current["id"],
+                    now,
+                )
+                await self._event(conn, current["id"], now, "closed", {})
+                current = None
+
+        if current is None:
+            incident_id = incident_id_for(batch.group_key, batch.identity, now)
+            await conn.execute(
+                "INSERT INTO incidents (id, group_key, level, system, component, summary, "
+                "status, opened_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7)",
+                incident_id,
+                batch.group_key,
+                batch.level,
+                batch.system,
+                batch.component,
+                batch.summary,
+                now,
+            )
+            await self._level(conn, incident_id, now, None, batch.level, "opened")
+            await self._event(conn, incident_id, now, "opened", {"level": batch.level})
+            return incident_id, batch.level, True
+
+        incident_id = current["id"]
+        level = int(current["level"])
+        # A repeat or a lower alert never lowers a level (an escalated incident keeps its own).
+        if batch.level > level:
+            await self._level(conn, incident_id, now, level, batch.level, "alert")
+            await self._event(
+                conn, incident_id, now, "level_raised", {"from": level, "to": batch.level}
+            )
+            level = batch.level
+        await conn.execute(
+            "UPDATE incidents SET level = $2, summary = $3, updated_at = $4 WHERE id = $1",
+            incident_id,
+            level,
+            batch.summary,
+            now,
+        )
+        return incident_id, level, False
+
+    async def _level(
+        self,
+        conn: Connection,
+        incident_id: str,
+        at: float,
+        from_level: int | None,
+        to_level: int,
+        reason: str,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO incident_levels (incident_id, at, from_level, to_level, reason) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            incident_id,
+            at,
+            from_level,
+            to_level,
+            reason,
+        )
+
+    async def _event(
+        self, conn: Connection, incident_id: str, at: float, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+            incident_id,
+            at,
+            kind,
+            _dumps(detail),
+        )
+
+    async def add_event(
+        self, incident_id: str, *, at: float, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        """Append a timeline event (issue 5: acknowledgements, escalations, notes)."""
+        async with self.db.transaction() as conn:
+            await self._event(conn, incident_id, at, kind, detail)
+
+    async def _insert_outbox(
+        self, conn: Connection, rows: Sequence[NewOutboxRow], *, now: float
+    ) -> int:
+        count = 0
+        for row in rows:
+            result = await conn.fetchrow(
+                "INSERT INTO outbox (delivery_id, pair_key, purpose, incident_id, group_key, "
+                "channel, contact, status, level, state, attempts, created_at, next_attempt_at, "
+                "rendered) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11, "
+                "$12) ON CONFLICT (delivery_id) DO NOTHING RETURNING id",
+                row.delivery_id,
+                row.pair_key,
+                row.purpose,
+                row.incident_id,
+                row.group_key,
+                row.channel,
+                row.contact,
+                row.status,
+                row.level,
+                now,
+                max(now, row.not_before),
+                _dumps(row.rendered),
+            )
+            count += result is not None
+        return count
+
+    async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: float) -> int:
+        """See Store.enqueue."""
+        async with self.db.transaction() as conn:
+            return await self._insert_outbox(conn, rows, now=now)
+
+    async def claim(
+        self, channel: str, *, now: float, limit: int, lease: float, owner: str
+    ) -> list[OutboxRow]:
+        """See Store.claim."""
+        # An earlier pending row of the same (group, channel, recipient) goes first, so a
+        # resolved message never overtakes its firing one.
+        pick = (
+            "SELECT o.id FROM outbox o WHERE o.channel = $3 AND o.state = 'pending' "
+            "AND o.next_attempt_at <= $4 AND (o.lease_until IS NULL OR o.lease_until <= $4) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.pair_key = o.pair_key "
+            "AND p.state = 'pending' AND p.id < o.id) "
+            "ORDER BY o.next_attempt_at, o.id LIMIT $5"
+        )
+        if self.dialect == "postgres":
+            pick += " FOR UPDATE OF o SKIP LOCKED"
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2, "  # noqa: S608 - constants
+                f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
+                owner,
+                now + lease,
+                channel,
+                now,
+                limit,
+            )
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
+
+    async def mark_delivered(
+        self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
+    ) -> bool:
+        """See Store.mark_delivered."""
+        async with self.db.transaction() as conn:
+            done = await conn.fetchrow(
+                "UPDATE outbox SET state = 'delivered', delivered_at = $3, upstream_id = $4, "
+                "lease_owner = NULL, lease_until = NULL, last_error = NULL "
+                "WHERE id = $1 AND lease_owner = $2 AND state = 'pending' RETURNING id",
+                row.id,
+                owner,
+                now,
+                upstream_id,
+            )
+            if done is not None and row.incident_id is not None:
+                await self._event(
+                    conn,
+                    row.incident_id,
+                    now,
+                    "delivered",
+                    {
+                        "channel": row.channel,
+                        "contact": row.contact,
+                        "status": row.status,
+                        "purpose": row.purpose,
+                    },
+                )
+        return done is not None
+
+    async def mark_retry(
+        self,
+        row: OutboxRow,
+        *,
+        owner: str,
+        now: float,
+        next_attempt_at: float,
+        error: str,
+        refund_attempt: bool = False,
+    ) -> bool:
+        """See Store.mark_retry."""
+        async with self.db.transaction() as conn:
+            done = await conn.fetchrow(
+                "UPDATE outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL, "
+                "lease_until = NULL, attempts = attempts - $5 "
+                "WHERE id = $1 AND lease_owner = $2 AND state = 'pending' RETURNING id",
+                row.id,
+                owner,
+                next_attempt_at,
+                error[:500],
+                1 if refund_attempt else 0,
+            )
+        return done is not None
+
+    async def mark_dead(self, row: OutboxRow, *, owner: str, now: float, error: str) -> bool:
+        """See Store.mark_dead."""
+        async with self.db.transaction() as conn:
+            done = await conn.fetchrow(
+                "UPDATE outbox SET state = 'dead', last_error = $3, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'pending' "
+                "RETURNING id, attempts",
+                row.id,
+                owner,
+                error[:500],
+            )
+            if done is None:
+                return False
+            await conn.execute(
+                "INSERT INTO dead_letters (outbox_id, delivery_id, channel, contact, incident_id, "
+                "failed_at, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                "ON CONFLICT (outbox_id) DO NOTHING",
+                row.id,
+                row.delivery_id,
+                row.channel,
+                row.contact,
+                row.incident_id,
+                now,
+                int(done["attempts"]),
+                error[:500],
+            )
+            if row.incident_id is not None:
+                await self._event(
+                    conn,
+                    row.incident_id,
+                    now,
+                    "dead_letter",
+                    {"channel": row.channel, "contact": row.contact, "status": row.status},
+                )
+        return True
+
+    async def next_due(self, channel: str) -> float | None:
+        """See Store.next_due."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at "
+                "THEN lease_until ELSE next_attempt_at END) AS due "
+                "FROM outbox WHERE channel = $1 AND state = 'pending'",
+                channel,
+            )
+        return float(row["due"]) if row and row["due"] is not None else None
+
+    async def outbox_stats(self) -> list[ChannelStats]:
+        """See Store.outbox_stats."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT channel, COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox "
+                "WHERE state = 'pending' GROUP BY channel"
+            )
+        return [
+            ChannelStats(
+                channel=r["channel"],
+                depth=int(r["depth"]),
+                oldest_created_at=float(r["oldest"]) if r["oldest"] is not None else None,
+            )
+            for r in rows
+        ]
+
+    async def open_incidents_by_level(self) -> dict[int, int]:
+        """See Store.open_incidents_by_level."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT level, COUNT(*) AS n FROM incidents "
+                "WHERE status IN ('open', 'acknowledged') GROUP BY level"
+            )
+        return {int(r["level"]): int(r["n"]) for r in rows}
+
+    async def list_incidents(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """See Store.list_incidents."""
+        async with self.db.transaction() as conn:
+            if status is None:
+                rows = await conn.fetch(
+                    "SELECT * FROM incidents ORDER BY opened_at DESC, id LIMIT $1", limit
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT * FROM incidents WHERE status = $1 "
+                    "ORDER BY opened_at DESC, id LIMIT $2",
+                    status,
+                    limit,
+                )
+        return [_incident(r) for r in rows]
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        """See Store.get_incident."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
+            if row is None:
+                return None
+            levels = await conn.fetch(
+                "SELECT at, from_level, to_level, reason FROM incident_levels "
+                "WHERE incident_id = $1 ORDER BY at, id",
+                incident_id,
+            )
+            events = await conn.fetch(
+                "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 "
+                "ORDER BY at, id",
+                incident_id,
+            )
+            deliveries = await conn.fetch(
+                "SELECT channel, contact, status, purpose, state, attempts, created_at, "
+                "delivered_at, last_error FROM outbox WHERE incident_id = $1 ORDER BY id",
+                incident_id,
+            )
+        return replace(
+            _incident(row),
+            levels=tuple(dict(r) for r in levels),
+            events=tuple({**dict(r), "detail": json.loads(r["detail"])} for r in events),
+            deliveries=tuple(dict(r) for r in deliveries),
+        )
+
+    async def ping(self) -> None:
+        """See Store.ping."""
+        async with self.db.transaction() as conn:
+            await conn.fetchrow("SELECT 1 AS one")
+
+    async def close(self) -> None:
+        """See Store.close."""
+        await self.db.close()

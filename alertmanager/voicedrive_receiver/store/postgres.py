@@ -1,0 +1,130 @@
+"""PostgreSQL backend (asyncpg pool), shared by every receiver replica.
+
+Per-group transactions take ``pg_advisory_xact_lock`` on the group key, so two replicas
+receiving the same group at once run one after the other; the unique constraints then make
+the second a duplicate.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.store.base import Row, SqlStore
+from voicedrive_receiver.store.schema import Dialect
+
+log = logging.getLogger(__name__)
+
+# Anything the server or the network can throw at us now; the caller answers 503 and retries.
+_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _Conn:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [dict(r) for r in await self._conn.fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row = await self._conn.fetchrow(sql, *args)
+        return dict(row) if row is not None else None
+
+
+class PostgresDatabase:
+    """An asyncpg pool."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        password: str | None = None,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._password = password
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        """Create the pool; StoreUnavailable names the problem, never the DSN."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                password=self._password,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL store: {type(exc).__name__}"
+            ) from None
+
+    @asynccontextmanager
+    async def transaction(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
+        """A transaction on a pooled connection; errors become StoreUnavailable."""
+        if self._pool is None:
+            raise StoreUnavailable("PostgreSQL store is closed")
+        try:
+            async with (
+                self._pool.acquire(timeout=self._connect_timeout) as conn,
+                conn.transaction(),
+            ):
+                if lock_key is not None:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key
+                    )
+                yield _Conn(conn)
+        except _UNAVAILABLE as exc:
+            log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
+            raise StoreUnavailable(f"PostgreSQL store: {type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        """Close the pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+async def open_postgres_store(
+    dsn: str,
+    *,
+    password: str | None = None,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    connect_timeout: float = 5.0,
+    command_timeout: float = 5.0,
+) -> SqlStore:
+    """Connect, run migrations, return the store."""
+    db = PostgresDatabase(
+        dsn,
+        password=password,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
+    await db.open()
+    store = SqlStore(db)
+    try:
+        await store.migrate()
+    except BaseException:
+        await db.close()
+        raise
+    return store

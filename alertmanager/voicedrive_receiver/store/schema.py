@@ -1,0 +1,143 @@
+"""Versioned schema migrations, one list for both dialects.
+
+Each migration is applied once, in order, inside a transaction, and recorded in
+``schema_migrations``. ``{id}``, ``{float}`` and ``{json}`` are the only dialect differences.
+Times are UNIX seconds (double precision): the clock is injected, and the same arithmetic works
+on SQLite and PostgreSQL. Never edit a released migration; append a new one.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgres"]
+
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL", "json": "TEXT"},
+    "postgres": {"id": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION", "json": "TEXT"},
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    def sql(self, dialect: Dialect) -> tuple[str, ...]:
+        """The statements for ``dialect``."""
+        return tuple(s.format(**_TYPES[dialect]) for s in self.statements)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "receiver base: notifications, alerts, incidents, outbox, dead letters",
+        (
+            # One row per distinct notification identity; replays only bump the counter.
+            """CREATE TABLE notifications (
+                id {id},
+                identity TEXT NOT NULL UNIQUE,
+                group_key TEXT NOT NULL,
+                status TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                incident_id TEXT,
+                received_at {float} NOT NULL,
+                last_received_at {float} NOT NULL,
+                duplicates INTEGER NOT NULL DEFAULT 0,
+                external_url TEXT NOT NULL,
+                receiver TEXT NOT NULL,
+                payload {json} NOT NULL
+            )""",
+            "CREATE INDEX notifications_group ON notifications (group_key, received_at)",
+            """CREATE TABLE alerts (
+                group_key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                starts_at {float} NOT NULL,
+                status TEXT NOT NULL,
+                ends_at {float},
+                level INTEGER NOT NULL,
+                level_source TEXT NOT NULL,
+                labels {json} NOT NULL,
+                annotations {json} NOT NULL,
+                incident_id TEXT,
+                first_seen_at {float} NOT NULL,
+                last_seen_at {float} NOT NULL,
+                PRIMARY KEY (group_key, fingerprint, starts_at)
+            )""",
+            """CREATE TABLE incidents (
+                id TEXT PRIMARY KEY,
+                group_key TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                system TEXT NOT NULL,
+                component TEXT NOT NULL,
+                summary TEXT NOT NULL,
+                status TEXT NOT NULL,
+                opened_at {float} NOT NULL,
+                acknowledged_at {float},
+                acknowledged_by TEXT,
+                resolved_at {float},
+                closed_at {float},
+                updated_at {float} NOT NULL,
+                record {json} NOT NULL DEFAULT '{{}}'
+            )""",
+            # At most one incident per group is not closed: two replicas cannot open two.
+            """CREATE UNIQUE INDEX incidents_one_active_per_group
+                ON incidents (group_key) WHERE closed_at IS NULL""",
+            "CREATE INDEX incidents_opened ON incidents (opened_at)",
+            """CREATE TABLE incident_levels (
+                id {id},
+                incident_id TEXT NOT NULL REFERENCES incidents (id),
+                at {float} NOT NULL,
+                from_level INTEGER,
+                to_level INTEGER NOT NULL,
+                reason TEXT NOT NULL
+            )""",
+            "CREATE INDEX incident_levels_incident ON incident_levels (incident_id, at)",
+            """CREATE TABLE incident_events (
+                id {id},
+                incident_id TEXT NOT NULL REFERENCES incidents (id),
+                at {float} NOT NULL,
+                kind TEXT NOT NULL,
+                detail {json} NOT NULL DEFAULT '{{}}'
+            )""",
+            "CREATE INDEX incident_events_incident ON incident_events (incident_id, at)",
+            """CREATE TABLE outbox (
+                id {id},
+                delivery_id TEXT NOT NULL UNIQUE,
+                pair_key TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                incident_id TEXT,
+                group_key TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                contact TEXT NOT NULL,
+                status TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at {float} NOT NULL,
+                next_attempt_at {float} NOT NULL,
+                lease_owner TEXT,
+                lease_until {float},
+                delivered_at {float},
+                upstream_id TEXT,
+                last_error TEXT,
+                rendered {json} NOT NULL
+            )""",
+            "CREATE INDEX outbox_due ON outbox (channel, state, next_attempt_at)",
+            "CREATE INDEX outbox_pair ON outbox (pair_key, state, id)",
+            "CREATE INDEX outbox_incident ON outbox (incident_id, status)",
+            """CREATE TABLE dead_letters (
+                outbox_id BIGINT PRIMARY KEY,
+                delivery_id TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                contact TEXT NOT NULL,
+                incident_id TEXT,
+                failed_at {float} NOT NULL,
+                attempts INTEGER NOT NULL,
+                last_error TEXT NOT NULL
+            )""",
+        ),
+    ),
+)

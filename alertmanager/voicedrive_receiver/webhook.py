@@ -1,0 +1,126 @@
+"""``POST /webhook``: Alertmanager's webhook v4, answered 2xx only once stored.
+
+400 for any malformed input (Alertmanager would retry a 5xx forever), 413 above the size
+limit, 503 while the store is unavailable (Alertmanager retries), never 429 (Alertmanager
+drops those).
+"""
+
+import json
+import logging
+
+from aiohttp import web
+
+from voicedrive_receiver.app import services
+from voicedrive_receiver.auth import authorized, challenge
+from voicedrive_receiver.errors import PayloadError, StoreUnavailable
+from voicedrive_receiver.models import Notification, parse_notification
+from voicedrive_receiver.planning import build_batch, make_planner
+
+log = logging.getLogger(__name__)
+
+
+def _json(
+    status: int, body: dict[str, object], headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it exceeds ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(body: bytes) -> Notification:
+    """Decode and validate a webhook body; PayloadError says what is wrong and where."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("", f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    return parse_notification(data)
+
+
+async def handle(request: web.Request) -> web.Response:
+    """Authenticate, parse, store durably, answer."""
+    svc = services(request)
+    server = svc.config.server
+    if not authorized(request, server.auth, svc.secrets.auth):
+        svc.metrics.webhooks.labels(outcome="unauthorized").inc()
+        return _json(401, {"error": "unauthorized"}, headers=challenge(server.auth))
+    body = await _read_body(request, server.max_body_bytes)
+    if body is None:
+        svc.metrics.webhooks.labels(outcome="too_large").inc()
+        return _json(413, {"error": f"body larger than {server.max_body_bytes} bytes"})
+    try:
+        notification = parse_body(body)
+    except PayloadError as exc:
+        svc.metrics.webhooks.labels(outcome="invalid").inc()
+        log.warning("invalid webhook payload", extra={"field": exc.field, "err": exc.reason})
+        return _json(400, {"error": str(exc), "field": exc.field})
+
+    plan = build_batch(
+        notification,
+        body.decode("utf-8"),
+        svc.config,
+        received_at=svc.clock.now().timestamp(),
+    )
+    planner = make_planner(notification, plan, svc.config, svc.render)
+    try:
+        result = await svc.store.ingest(plan.batch, planner)
+    except StoreUnavailable as exc:
+        svc.metrics.webhooks.labels(outcome="unavailable").inc()
+        log.error("store unavailable, answering 503", extra={"err": str(exc)})
+        return _json(503, {"error": "store unavailable, retry later"})
+
+    if result.duplicate:
+        svc.metrics.webhooks.labels(outcome="duplicate").inc()
+        svc.metrics.duplicates.inc()
+        log.info(
+            "duplicate notification suppressed",
+            extra={"group_key": notification.group_key, "incident": result.incident_id},
+        )
+        return _json(200, {"status": "duplicate", "incident_id": result.incident_id})
+
+    svc.metrics.webhooks.labels(outcome="accepted").inc()
+    for alert, decision in zip(notification.alerts, plan.decisions, strict=True):
+        svc.metrics.alerts.labels(level=str(decision.level), status=alert.status).inc()
+        if decision.source == "default":
+            svc.metrics.level_defaulted.inc()
+            log.warning(
+                "alert without a valid level and no matching rule: default level used",
+                extra={
+                    "alertname": alert.labels.get("alertname", ""),
+                    "fingerprint": alert.fingerprint,
+                    "level": decision.level,
+                },
+            )
+    for channel in result.channels:
+        svc.worker.wake(channel)
+    log.info(
+        "notification stored",
+        extra={
+            "group_key": notification.group_key,
+            "status": notification.status,
+            "level": plan.batch.level,
+            "incident": result.incident_id,
+            "enqueued": result.enqueued,
+        },
+    )
+    return _json(
+        200,
+        {"status": "accepted", "incident_id": result.incident_id, "enqueued": result.enqueued},
+    )

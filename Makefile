@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SRC := common exporter simulator alertmanager mixin demo tests bench
+SRC := $(wildcard common exporter simulator alertmanager mixin demo tests bench)
 
 .PHONY: demo test lint typecheck generated pytest system-packages venv generate bench clean
 

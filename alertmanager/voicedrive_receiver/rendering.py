@@ -309,13 +309,11 @@ class Renderer:
         # The error type and line are enough to fix a template; the message can quote context.
         lineno = getattr(exc, "lineno", None)
         log.error(
-            "template failed, using fallback text",
-            extra={
-                "channel": channel_kind,
-                "template": template,
-                "err": type(exc).__name__,
-                "line": lineno if lineno is not None else "",
-            },
+            "template failed, using fallback text: channel=%s template=%s error=%s line=%s",
+            channel_kind,
+            template,
+            type(exc).__name__,
+            lineno if lineno is not None else "-",
         )
         if self._errors is not None:
             self._errors.labels(channel=channel_kind).inc()

@@ -184,8 +184,8 @@ def payload(
         "status": status,
         "receiver": "voicedrive-receiver",
         "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
-        "commonLabels": alerts[0]["labels"],
-        "commonAnnotations": alerts[0]["annotations"],
+        "commonLabels": dict(alerts[0]["labels"]),
+        "commonAnnotations": dict(alerts[0]["annotations"]),
         "externalURL": external_url,
         "alerts": list(alerts),
     }

@@ -1,0 +1,88 @@
+"""Webhook v4 parsing: times, the zero endsAt, required fields, identity."""
+
+from datetime import UTC, datetime
+
+import pytest
+from rx_helpers import alert, payload
+
+from voicedrive_receiver.errors import PayloadError
+from voicedrive_receiver.identity import notification_identity
+from voicedrive_receiver.models import parse_notification, parse_time
+
+
+def test_nanoseconds_and_offsets_parse_to_utc() -> None:
+    parsed = parse_time("2025-09-01T09:00:00.123456789+09:00", "t")
+    assert parsed == datetime(2025, 9, 1, 0, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_negative_offsets_parse() -> None:
+    assert parse_time("2025-08-31T19:30:00-04:30", "t") == datetime(2025, 9, 1, 0, 0, tzinfo=UTC)
+
+
+def test_zero_end_time_means_not_ended() -> None:
+    assert parse_time("0001-01-01T00:00:00Z", "t") is None
+
+
+def test_a_firing_alert_with_the_zero_end_time_has_no_end() -> None:
+    notification = parse_notification(payload(alert(ends_at="0001-01-01T00:00:00Z")))
+    assert notification.alerts[0].ends_at is None
+
+
+@pytest.mark.parametrize("value", ["2025-09-01", "2025-13-01T00:00:00Z", "1756684800", ""])
+def test_invalid_times_are_payload_errors(value: str) -> None:
+    with pytest.raises(PayloadError):
+        parse_time(value, "x")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda p: p.pop("version"), "version"),
+        (lambda p: p.pop("alerts"), "alerts"),
+        (lambda p: p.update(alerts=[]), "alerts"),
+        (lambda p: p.update(status="burning"), "status"),
+        (lambda p: p.update(truncatedAlerts=-1), "truncatedAlerts"),
+        (lambda p: p["alerts"][0].pop("labels"), "alerts[0].labels"),
+        (lambda p: p["alerts"][0]["labels"].update(x=1), "alerts[0].labels.x"),
+        (lambda p: p["alerts"][0].pop("startsAt"), "alerts[0].startsAt"),
+        (lambda p: p["alerts"][0].update(status=None), "alerts[0].status"),
+    ],
+)
+def test_bad_payload_names_the_field(mutate: object, field: str) -> None:
+    body = payload()
+    mutate(body)  # type: ignore[operator]
+    with pytest.raises(PayloadError) as caught:
+        parse_notification(body)
+    assert caught.value.field == field
+
+
+def test_identity_ignores_external_url_receiver_and_texts() -> None:
+    a = payload(alert(), external_url="http://am-a:9093")
+    b = payload(alert(), external_url="http://am-b:9093")
+    b["receiver"] = "other"
+    b["alerts"][0]["annotations"] = {"summary": "different words"}
+    b["commonAnnotations"] = {}
+    assert notification_identity(parse_notification(a)) == notification_identity(
+        parse_notification(b)
+    )
+
+
+def test_identity_changes_with_status_start_and_fingerprints() -> None:
+    base = notification_identity(parse_notification(payload(alert())))
+    others = [
+        payload(alert(status="resolved", ends_at="2025-09-01T01:00:00Z")),
+        payload(alert(starts_at="2025-09-01T10:00:00+09:00")),
+        payload(alert(fingerprint="other")),
+        payload(alert(), group_key="another-group"),
+    ]
+    identities = {notification_identity(parse_notification(p)) for p in others}
+    assert base not in identities
+    assert len(identities) == 4
+
+
+def test_identity_does_not_depend_on_alert_order() -> None:
+    one = payload(alert(fingerprint="a"), alert(fingerprint="b"))
+    two = payload(alert(fingerprint="b"), alert(fingerprint="a"))
+    assert notification_identity(parse_notification(one)) == notification_identity(
+        parse_notification(two)
+    )

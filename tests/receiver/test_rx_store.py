@@ -1,0 +1,149 @@
+"""The store: migrations on both backends, exactly-once with two replicas on one PostgreSQL."""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from rx_helpers import RecordingChannel, alert, harness, make_config, payload
+
+from voicedrive_common.clock import FakeClock
+from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
+from voicedrive_receiver.store.schema import MIGRATIONS
+
+TABLES = {
+    "schema_migrations",
+    "notifications",
+    "alerts",
+    "incidents",
+    "incident_levels",
+    "incident_events",
+    "outbox",
+    "dead_letters",
+}
+
+
+def new_db(postgres: ThrowawayPostgres) -> str:
+    return postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+
+
+async def test_migrations_create_the_schema_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    store = await open_sqlite_store(str(tmp_path / "fresh.db"))
+    try:
+        assert await store.schema_version() == MIGRATIONS[-1].version
+        async with store.db.transaction() as conn:
+            rows = await conn.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert {r["name"] for r in rows} >= TABLES
+    finally:
+        await store.close()
+
+
+async def test_migrations_run_once_when_reopened(tmp_path: Path) -> None:
+    path = str(tmp_path / "again.db")
+    await (await open_sqlite_store(path)).close()
+    store = await open_sqlite_store(path)
+    try:
+        assert await store.migrate() == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.integration
+async def test_migrations_create_the_schema_on_a_fresh_postgres_database(
+    postgres: ThrowawayPostgres,
+) -> None:
+    store = await open_postgres_store(new_db(postgres))
+    try:
+        assert await store.schema_version() == MIGRATIONS[-1].version
+        async with store.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        assert {r["table_name"] for r in rows} >= TABLES
+    finally:
+        await store.close()
+
+
+@pytest.mark.integration
+async def test_two_replicas_migrating_at_once_both_start(postgres: ThrowawayPostgres) -> None:
+    dsn = new_db(postgres)
+    stores = await asyncio.gather(open_postgres_store(dsn), open_postgres_store(dsn))
+    try:
+        assert [await s.schema_version() for s in stores] == [MIGRATIONS[-1].version] * 2
+    finally:
+        for store in stores:
+            await store.close()
+
+
+@pytest.mark.integration
+async def test_two_replicas_on_one_postgres_receiving_the_same_payloads_page_once(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    dsn = new_db(postgres)
+    config = make_config(tmp_path)
+    slack = RecordingChannel("slack")
+    sms = RecordingChannel("sms")
+    shared = {"slack": slack, "sms": sms}
+    async with (
+        harness(config, await open_postgres_store(dsn), clock, channels=dict(shared)) as a,
+        harness(config, await open_postgres_store(dsn), clock, channels=dict(shared)) as b,
+    ):
+        bodies = [
+            payload(alert(level="3", fingerprint=f"fp{i}"), group_key=f"group-{i}")
+            for i in range(5)
+        ]
+        responses = await asyncio.gather(*(rx.post(body) for body in bodies for rx in (a, b)))
+        assert {r.status for r in responses} == {200}
+        await asyncio.gather(a.drain(), b.drain(), a.drain(), b.drain())
+        assert len(slack.sent) == 5
+        assert len({m.delivery_id for m in slack.sent}) == 5
+        assert len(sms.sent) == 10  # hotline + medical_ops per group
+        incidents = await a.store.list_incidents()
+        assert len(incidents) == 5
+
+
+@pytest.mark.integration
+async def test_two_replicas_claiming_at_once_never_take_the_same_row(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    dsn = new_db(postgres)
+    config = make_config(tmp_path)
+    async with harness(config, await open_postgres_store(dsn), clock) as a:
+        for i in range(20):
+            await a.post(payload(alert(level="1", fingerprint=f"f{i}"), group_key=f"g{i}"))
+        other = await open_postgres_store(dsn)
+        try:
+            now = clock.now().timestamp()
+            claims = await asyncio.gather(
+                *(
+                    store.claim("slack", now=now, limit=7, lease=60, owner=owner)
+                    for store, owner in [(a.store, "a"), (other, "b")] * 3
+                )
+            )
+        finally:
+            await other.close()
+        ids = [row.id for rows in claims for row in rows]
+        assert len(ids) == 20
+        assert len(set(ids)) == 20
+
+
+@pytest.mark.integration
+async def test_webhook_answers_503_while_postgres_refuses_and_200_after(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    name = f"rx_{uuid.uuid4().hex[:10]}"
+    dsn = postgres.create_database(name)
+    config = make_config(tmp_path)
+    async with harness(config, await open_postgres_store(dsn), clock) as rx:
+        postgres.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        postgres.psql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608
+        )
+        down = await rx.post(payload())
+        ready = await rx.client.get("/-/ready")
+        postgres.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        up = await rx.post(payload())
+        assert (down.status, ready.status, up.status) == (503, 503, 200)
+        unavailable = rx.services.metrics.webhooks.labels(outcome="unavailable")
+        assert unavailable._value.get() == 1

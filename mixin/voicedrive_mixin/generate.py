@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicedrive_common.errors import ConfigError
-from voicedrive_mixin import readme, rules
+from voicedrive_mixin import dashboards, readme, rules
 from voicedrive_mixin.thresholds import DEFAULT_PATH, Thresholds, load_thresholds
 
 ROOT = DEFAULT_PATH.parent.parent
@@ -40,6 +40,7 @@ class Section:
 GENERATORS: list[File | Section] = [
     File("prometheus/rules/voicedrive.rules.yml", rules.rule_file),
     Section("README.md", readme.alert_table),
+    File(dashboards.PATH, dashboards.overview),
 ]
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rules_helpers import require_binary
 
-from conftest import require_binary
 from voicedrive_mixin.thresholds import ALERT_NAMES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ keys (``level_name``, ``status_text``, ``respond_within``) and the per-channel c
 
 import logging
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -334,7 +335,7 @@ def render(
     return _default_renderer.render(channel_kind, status, language, context)
 
 
-_counters: dict[int, Counter] = {}
+_counters: "weakref.WeakKeyDictionary[CollectorRegistry, Counter]" = weakref.WeakKeyDictionary()
 
 
 def _error_counter(registry: CollectorRegistry | None) -> Counter | None:
@@ -342,7 +343,7 @@ def _error_counter(registry: CollectorRegistry | None) -> Counter | None:
     # (tests, reloads) share the default registry: one counter per registry.
     if registry is None:
         return None
-    counter = _counters.get(id(registry))
+    counter = _counters.get(registry)
     if counter is None:
         counter = Counter(
             "voicedrive_receiver_template_errors",
@@ -350,7 +351,7 @@ def _error_counter(registry: CollectorRegistry | None) -> Counter | None:
             ["channel"],
             registry=registry,
         )
-        _counters[id(registry)] = counter
+        _counters[registry] = counter
     return counter
 
 

@@ -126,7 +126,7 @@ class ApiListener:
         if server is not None:
             for connection in server.connections:
                 connection.force_close()
-        log.info("API listener closed (down fault)")
+        log.info("API listener closed")
 
     async def sync(self, down: bool) -> None:
         """Make the listener match the board's ``down`` fault."""

@@ -58,7 +58,7 @@ class DbProxy:
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
-            log.info("database proxy closed (down fault)")
+            log.info("database proxy closed")
 
     async def set_down(self, down: bool) -> None:
         """Match the board's database fault."""

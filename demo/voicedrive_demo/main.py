@@ -1,0 +1,130 @@
+"""``voicedrive-demo`` (= ``make demo``): the stack on loopback until Ctrl-C or SIGTERM.
+
+No prompts and no terminal needed: everything it prints goes to stdout, its own log to
+stderr, each service's output to ``<dir>/logs/<service>.log``.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from voicedrive_common.errors import ConfigError
+from voicedrive_common.logs import FORMATS, LEVELS, register_secret, setup_logging
+from voicedrive_common.throwaway_pg import PostgresUnavailable, ThrowawayPostgres
+from voicedrive_demo.banner import banner
+from voicedrive_demo.ports import Ports, busy_ports, choose_ports
+from voicedrive_demo.stack import DATABASE, Layout, build_services, exporter_available
+from voicedrive_demo.supervisor import ServiceFailed, Supervisor
+
+log = logging.getLogger("voicedrive_demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``voicedrive-demo`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="voicedrive-demo",
+        description="Start the VoiceDrive monitoring stack on loopback; Ctrl-C stops it.",
+    )
+    add = parser.add_argument
+    add("--dir", default=".demo", help="working directory for logs, configs, backups")
+    add(
+        "--base-port",
+        type=int,
+        default=None,
+        help="shift every port to BASE+offset (0: any free ports); default: contract ports",
+    )
+    add("--port", action="append", default=[], metavar="NAME=PORT", help="override one port")
+    until = parser.add_mutually_exclusive_group()
+    until.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="run until Ctrl-C or SIGTERM (the default)",
+    )
+    until.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
+    )
+    add("--no-exporter", action="store_true", help="do not start the exporter")
+    add("--log.level", dest="log_level", default="info", choices=LEVELS)
+    add("--log.format", dest="log_format", default="logfmt", choices=FORMATS)
+    return parser
+
+
+async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
+    """Start everything, print where to look, wait, stop everything; the exit status."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    with_exporter = not args.no_exporter and exporter_available()
+    if not with_exporter and not args.no_exporter:
+        log.warning("voicedrive_exporter is not installed yet; starting without the exporter")
+    pg = ThrowawayPostgres(port=ports["postgres"])
+    register_secret(pg.password)
+    layout.prepare(db_password=pg.password)
+    supervisor = Supervisor(log_dir=layout.logs, stop=stop)
+    try:
+        log.info("starting PostgreSQL", extra={"port": ports["postgres"]})
+        await asyncio.to_thread(pg.start)
+        if stop.is_set():
+            return 0
+        await asyncio.to_thread(pg.create_database, DATABASE)
+        services = build_services(
+            ports=ports,
+            layout=layout,
+            db_user=pg.user,
+            db_dsn_direct=pg.dsn_for(pg.user, pg.password, DATABASE),
+            with_exporter=with_exporter,
+        )
+        await supervisor.start_all(services)
+        if stop.is_set():
+            return 0
+        print(banner(ports=ports, layout=layout, with_exporter=with_exporter), flush=True)
+        await supervisor.watch(duration=args.duration)
+        return 0
+    except ServiceFailed as exc:
+        log.error("service failed", extra={"service": exc.name, "err": exc.reason})
+        if exc.log_tail:
+            print(f"--- last lines of {exc.name}'s log ---\n{exc.log_tail}", file=sys.stderr)
+        return 1
+    except PostgresUnavailable as exc:
+        if stop.is_set():  # Ctrl-C reaches PostgreSQL too when it comes from a terminal
+            return 0
+        log.error("PostgreSQL did not start", extra={"err": str(exc)})
+        return 1
+    finally:
+        log.info("stopping")
+        await supervisor.stop_all()
+        await asyncio.to_thread(pg.cleanup)
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        ports = choose_ports(args.base_port, args.port)
+    except ConfigError as exc:
+        print(f"voicedrive-demo: {exc}", file=sys.stderr)
+        return 2
+    needed = ["sim-api", "sim-admin", "db-proxy", "postgres", "exporter"]
+    busy = busy_ports(ports, needed)
+    if busy:
+        taken = ", ".join(f"{name} ({ports[name]})" for name in busy)
+        print(
+            f"voicedrive-demo: ports in use: {taken}. Is another demo running? "
+            "Stop it, or choose other ports with --base-port N or --port NAME=PORT.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.duration is not None and args.duration <= 0:
+        print("voicedrive-demo: --duration must be positive", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args, ports, Layout(Path(args.dir).resolve())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -230,3 +230,18 @@ async def test_missing_secret_env_names_the_variable(monkeypatch: pytest.MonkeyP
     settings = SlackType().parse(Node({"webhook_url": "${VD_TEST_SLACK_URL}"}, "channels.s"))
     with pytest.raises(ConfigError, match="environment variable VD_TEST_SLACK_URL is not set"):
         await SlackType().create(settings, name="s")
+
+
+async def test_slow_upstream_times_out_as_retryable(
+    fake_slack: FakeSlack, channel_factory: Factory, message: MessageFn
+) -> None:
+    channel = await channel_factory(
+        "slack", {"token": BOT_TOKEN, "api_url": fake_slack.api_url, "timeout": "200ms"}
+    )
+    fake_slack.answer_next("hang", seconds=1.0)
+    result = await channel.send(message())
+    assert (result.ok, result.permanent, result.detail) == (
+        False,
+        False,
+        "slack chat.postMessage: timed out",
+    )

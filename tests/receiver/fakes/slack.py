@@ -12,8 +12,10 @@ Web API (``POST /api/chat.postMessage``, ``Authorization: Bearer xoxb-...``): al
 ``server_error`` (5xx; option ``status``), ``error`` (option ``error``, e.g.
 ``channel_not_found``: a 4xx text code for webhooks, ``ok: false`` on 200 for the API),
 ``error_on_200`` (HTTP 200 whose body is an error, option ``error``).
+- ``hang``: answer only after option ``seconds`` (default 1), to test client timeouts.
 """
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -73,6 +75,10 @@ class FakeSlack(FakeServer):
             recorded.problem = problem
             return web.Response(status=400, text="invalid_payload")
         kind, options = self._next_answer()
+        if kind == "hang":
+            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
+            await asyncio.sleep(options.get("seconds", 1.0))
+            kind = "ok"
         if kind == "ok":
             return web.Response(text="ok")
         if kind == "rate_limited":
@@ -118,6 +124,10 @@ class FakeSlack(FakeServer):
                 error = "no_text"
             return _api({"ok": False, "error": error})
         kind, options = self._next_answer()
+        if kind == "hang":
+            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
+            await asyncio.sleep(options.get("seconds", 1.0))
+            kind = "ok"
         if kind == "ok":
             ts = f"1756684800.{next(self._ts):06d}"
             return _api(

@@ -11,6 +11,7 @@ omitted when None), ``server_error`` (500 code 20500; option ``status``), ``erro
 body and no sid).
 """
 
+import asyncio
 import base64
 import binascii
 import itertools
@@ -91,6 +92,10 @@ class FakeTwilio(FakeServer):
             recorded.problem = "no Twiml or Url"
             return _error(400, 21205)
         kind, options = self._next_answer()
+        if kind == "hang":
+            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
+            await asyncio.sleep(options.get("seconds", 1.0))
+            kind = "ok"
         if kind == "ok":
             prefix = "SM" if resource == "Messages.json" else "CA"
             sid = f"{prefix}{next(self._n):032x}"

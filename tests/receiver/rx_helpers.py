@@ -1,9 +1,10 @@
 """Builders shared by the receiver tests: payloads, configs, a recording channel, a harness."""
 
+import importlib.util
 import json
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,21 @@ from voicedrive_receiver.outbox import OutboxWorker
 from voicedrive_receiver.store.base import SqlStore
 
 TOKEN = "test-token-123"
+
+
+def _shared_conftest() -> Any:
+    # tests/conftest.py and this folder's conftest.py share a module name; load the shared one
+    # by path so its require_binary (fail, never skip) is the one used.
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("voicedrive_tests_conftest", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+require_binary: Callable[[str], str] = _shared_conftest().require_binary
 
 BASE_CONFIG = """
 server:

@@ -73,13 +73,14 @@ class SnapshotStore:
         return self._snapshot
 
     def configure(self, probes: Iterable[str]) -> None:
-        """Set the configured probes; results of probes no longer configured disappear."""
+        """Set the configured probes; every series of a probe no longer configured disappears."""
         names = tuple(probes)
         old = self._snapshot
         self._swap(
             probes=names,
             records=MappingProxyType({k: v for k, v in old.records.items() if k in names}),
             skipped=MappingProxyType({n: old.skipped.get(n, 0) for n in names}),
+            errors=MappingProxyType({k: v for k, v in old.errors.items() if k[0] in names}),
         )
 
     def record(self, probe: str, result: ProbeResult, finished_at: float) -> None:

@@ -1,8 +1,10 @@
 """Plain helpers shared by the exporter tests (fixtures live in conftest.py)."""
 
 import asyncio
+import importlib.util
 import io
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -28,3 +30,19 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     del writer
     while await reader.read(4096):
         pass
+
+
+def require_binary(name: str) -> str:
+    """tests/conftest.py's require_binary (fails, never skips).
+
+    This folder's own conftest.py shadows the module name ``conftest``, so the shared one is
+    loaded by path.
+    """
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("voicedrive_tests_conftest", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found: str = module.require_binary(name)
+    return found

@@ -80,7 +80,7 @@ class ProbeFn(Protocol):
 
 def inner_deadline(timeout: float) -> float:
     """Seconds a probe gives its own work, leaving room to report before the hard timeout."""
-    return max(timeout - min(0.5, timeout * 0.1), timeout * 0.5)
+    return max(timeout - min(0.5, max(0.1, timeout * 0.1)), timeout * 0.5)
 
 
 def sample(name: str, value: float, **labels: str) -> Sample:

@@ -319,7 +319,10 @@ class Renderer:
         if self._errors is not None:
             self._errors.labels(channel=channel_kind).inc()
         if self._on_error is not None:
-            self._on_error(channel_kind, template, exc)
+            try:
+                self._on_error(channel_kind, template, exc)
+            except Exception:  # a faulty observer must not cost the page
+                log.exception("template error callback failed")
 
 
 _default_renderer: Renderer | None = None

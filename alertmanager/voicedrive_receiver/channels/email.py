@@ -11,6 +11,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from email import policy
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -144,7 +145,7 @@ class EmailChannel:
         s = self._settings
         try:
             mail = self.build(message)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, IndexError, MessageError) as exc:
             # A malformed recipient address: the config is wrong, a retry will not fix it.
             detail = f"email: cannot build message ({type(exc).__name__})"
             return DeliveryResult(ok=False, detail=detail, permanent=True)

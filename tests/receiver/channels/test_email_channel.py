@@ -204,3 +204,13 @@ def test_config_default_port_follows_security() -> None:
         Node({"host": "h", "from": "a@b.example", "security": "tls"}, "channels.mail")
     )
     assert parsed.port == 465
+
+
+@pytest.mark.parametrize("address", ["not an address", "a@b@c", "", "x@y\r\nBcc: z@w"])
+async def test_malformed_recipient_address_is_permanent(
+    starttls_server: SmtpServer, message: MessageFn, address: str
+) -> None:
+    channel = await email_channel(starttls_server)
+    result = await channel.send(mail(message, address=Secret(address)))
+    assert (result.ok, result.permanent) == (False, True)
+    assert starttls_server.received == []

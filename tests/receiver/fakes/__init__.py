@@ -7,6 +7,7 @@ answer the next requests with ``answer_next(...)``; by default it succeeds.
 - ``slack.FakeSlack``: incoming webhooks (``POST /services/T/B/X``) and Web API
   ``POST /api/chat.postMessage``.
 - ``twilio.FakeTwilio``: ``POST /2010-04-01/Accounts/{sid}/Messages.json`` and ``Calls.json``.
+- ``webhook.FakeWebhook``: a generic JSON endpoint ``POST /hook`` with an optional bearer token.
 - ``smtp.SmtpServer``: a real aiosmtpd server, optionally STARTTLS or implicit TLS (trustme
   certificates) and AUTH.
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from voicedrive_common.errors import ConfigError
 from voicedrive_common.logs import FORMATS, LEVELS, register_secret, setup_logging
-from voicedrive_common.throwaway_pg import PostgresUnavailable, ThrowawayPostgres
+from voicedrive_common.throwaway_pg import PostgresUnavailable
 from voicedrive_demo.banner import banner
 from voicedrive_demo.ports import Ports, busy_ports, choose_ports
+from voicedrive_demo.postgres import DemoPostgres
 from voicedrive_demo.stack import DATABASE, Layout, build_services, exporter_available
 from voicedrive_demo.supervisor import ServiceFailed, Supervisor
 
@@ -61,7 +62,7 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
     with_exporter = not args.no_exporter and exporter_available()
     if not with_exporter and not args.no_exporter:
         log.warning("voicedrive_exporter is not installed yet; starting without the exporter")
-    pg = ThrowawayPostgres(port=ports["postgres"])
+    pg = DemoPostgres(port=ports["postgres"])
     register_secret(pg.password)
     layout.prepare(db_password=pg.password)
     supervisor = Supervisor(log_dir=layout.logs, stop=stop)

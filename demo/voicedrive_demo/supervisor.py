@@ -54,7 +54,8 @@ class Running:
         return int(self.process.pid)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child receive ``signum`` when the launcher dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -63,8 +64,9 @@ def _die_with_parent() -> Callable[[], None] | None:
         return None
 
     def preexec() -> None:
-        # Runs in the child between fork and exec: SIGKILL it when the launcher dies.
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # Runs in the child between fork and exec, after any change of user (which would
+        # clear the setting), so it also holds for a server run as an unprivileged account.
+        libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
     return preexec
 
@@ -97,7 +99,7 @@ class Supervisor:
                     stderr=asyncio.subprocess.STDOUT,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             except OSError as exc:
                 raise ServiceFailed(

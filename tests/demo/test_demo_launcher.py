@@ -242,3 +242,12 @@ def test_busy_port_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"sim-api ({port})" in result.stderr
     assert "--base-port" in result.stderr
+
+
+def test_killed_launcher_leaves_no_orphans(own_demo: Demo) -> None:
+    own_demo.proc.kill()  # SIGKILL: the launcher cannot clean up, the kernel must
+    own_demo.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while _alive(own_demo.children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(own_demo.children) == []

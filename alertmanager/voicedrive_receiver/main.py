@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client import disable_created_metrics
 
 from voicedrive_common.clock import SystemClock
 from voicedrive_common.errors import ConfigError
@@ -141,6 +142,8 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
     from voicedrive_receiver.app import Services, create_app
     from voicedrive_receiver.store import open_store
 
+    # One receiver per process: the *_created series only double the exposition.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
     secrets = resolve_secrets(config)
     store = await open_store(config.store, secrets)
     channels: dict[str, Channel] = {}

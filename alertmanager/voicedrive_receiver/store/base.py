@@ -610,6 +610,18 @@ class SqlStore:
             count += result is not None
         return count
 
+    async def insert_outbox(
+        self, conn: Connection, rows: Sequence[NewOutboxRow], *, now: float
+    ) -> int:
+        """Enqueue inside the caller's transaction (lifecycle steps); returns rows inserted."""
+        return await self._insert_outbox(conn, rows, now=now)
+
+    async def insert_event(
+        self, conn: Connection, incident_id: str, *, at: float, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        """Append a timeline event inside the caller's transaction."""
+        await self._event(conn, incident_id, at, kind, detail)
+
     async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: float) -> int:
         """See Store.enqueue."""
         async with self.db.transaction() as conn:

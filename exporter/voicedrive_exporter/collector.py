@@ -1,21 +1,23 @@
-"""A prometheus_client custom collector that renders one snapshot, and the cached exposition.
+"""A prometheus_client custom collector for one snapshot, and the cached exposition.
 
-``collect()`` reads the snapshot reference once; rendering is cached per snapshot version, so
-any number of scrapers between two probe runs cost one render in total.
+``SnapshotCollector`` is the reference: any prometheus_client registry can serve it.
+``render_text`` is the fast path /metrics uses, tested to give the same bytes. Rendering is
+cached per snapshot version, so any number of scrapers between two probe runs cost one render.
 """
 
+import functools
+import math
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import generate_latest
 
 from voicedrive_exporter.metrics import SPECS
+from voicedrive_exporter.probes.base import Labels
 from voicedrive_exporter.snapshot import Snapshot
 
 Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
@@ -90,26 +92,113 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
+def _num(value: float) -> str:
+    """A float as prometheus_client's text format writes it (Go's exponent rules)."""
+    d = float(value)
+    if d == math.inf:
+        return "+Inf"
+    if d == -math.inf:
+        return "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    text = repr(d)
+    dot = text.find(".")
+    if d > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+@functools.lru_cache(maxsize=8192)
+def _label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)) + "}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_prefixes(name: str, labels: Labels) -> tuple[str, ...]:
+    spec = SPECS[name]
+    base = ",".join(f'{n}="{_escape(v)}"' for n, v in labels)
+    sep = "," if base else ""
+    bounds = [*(_le(b) for b in spec.buckets), "+Inf"]
+    return tuple(f'{name}_bucket{{{base}{sep}le="{le}"}} ' for le in bounds)
+
+
+@functools.lru_cache(maxsize=64)
+def _header(name: str) -> str:
+    spec = SPECS[name]
+    shown = f"{name}_total" if spec.kind == "counter" else name
+    return f"# HELP {shown} {_escape_help(spec.help)}\n# TYPE {shown} {spec.kind}\n"
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def render_text(snap: Snapshot, *, version: str) -> bytes:
+    """The text exposition of ``snap``, byte for byte what ``SnapshotCollector`` gives through
+    prometheus_client's ``generate_latest`` but several times faster: label strings and bucket
+    prefixes are cached, because with 50 endpoints the generic path takes ~6 ms per render.
+    """
+    lines: dict[str, list[str]] = {}
+
+    def add(name: str, label_values: tuple[str, ...], value: float) -> None:
+        text = _label_text(SPECS[name].labels, label_values)
+        lines.setdefault(name, []).append(f"{name}{text} {_num(value)}\n")
+
+    add("voicedrive_exporter_build_info", (version,), 1)
+    add("voicedrive_exporter_config_last_reload_successful", (), 1 if snap.reload_ok else 0)
+    for probe in snap.probes:
+        record = snap.records.get(probe)
+        if record is None:
+            continue
+        add("voicedrive_probe_success", (probe,), 1 if record.result.success else 0)
+        add("voicedrive_probe_last_run_timestamp_seconds", (probe,), record.finished_at)
+        for reason in dict.fromkeys(record.result.reasons):
+            add("voicedrive_probe_failure_info", (probe, reason), 1)
+        for s in record.result.samples:
+            add(s.name, tuple(v for _, v in s.labels), s.value)
+    for (name, labels), state in snap.histograms.items():
+        out = lines.setdefault(name, [])
+        for prefix, count in zip(_bucket_prefixes(name, labels), state.buckets, strict=True):
+            out.append(f"{prefix}{_num(count)}\n")
+        text = _label_text(SPECS[name].labels, tuple(v for _, v in labels))
+        out.append(f"{name}_count{text} {_num(state.count)}\n")
+        out.append(f"{name}_sum{text} {_num(state.total)}\n")
+    for (probe, reason), count in snap.errors.items():
+        name = "voicedrive_probe_errors"
+        text = _label_text(SPECS[name].labels, (probe, reason))
+        lines.setdefault(name, []).append(f"{name}_total{text} {_num(count)}\n")
+    for probe, count in snap.skipped.items():
+        name = "voicedrive_probe_skipped"
+        text = _label_text(SPECS[name].labels, (probe,))
+        lines.setdefault(name, []).append(f"{name}_total{text} {_num(count)}\n")
+    parts = []
+    for name in SPECS:
+        if name in lines:
+            parts.append(_header(name))
+            parts.extend(lines[name])
+    return "".join(parts).encode("utf-8")
+
+
 class Exposition:
     """The text exposition of the store's snapshot, rendered at most once per version."""
 
     def __init__(self, source: Callable[[], Snapshot], *, version: str) -> None:
         self._source = source
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(SnapshotCollector(self._pinned, version=version))
-        self._pinned_snapshot: Snapshot | None = None
+        self._version = version
         self._cache: tuple[int, bytes] | None = None
-
-    def _pinned(self) -> Snapshot:
-        assert self._pinned_snapshot is not None
-        return self._pinned_snapshot
 
     def render(self) -> bytes:
         """The exposition bytes for the current snapshot."""
         snap = self._source()
         if self._cache is not None and self._cache[0] == snap.version:
             return self._cache[1]
-        self._pinned_snapshot = snap
-        body = generate_latest(self._registry)
+        body = render_text(snap, version=self._version)
         self._cache = (snap.version, body)
         return body

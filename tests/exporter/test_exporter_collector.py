@@ -3,7 +3,10 @@
 import re
 from pathlib import Path
 
-from voicedrive_exporter.collector import Exposition
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from voicedrive_exporter.collector import Exposition, SnapshotCollector
 from voicedrive_exporter.probes.base import ProbeResult, sample
 from voicedrive_exporter.snapshot import SnapshotStore
 
@@ -70,3 +73,39 @@ def test_no_sample_carries_a_timestamp() -> None:
     samples = [line for line in text.splitlines() if not line.startswith("#")]
     assert samples
     assert [s for s in samples if not re.fullmatch(r"[a-z_]+(\{.*\})? \S+", s)] == []
+
+
+def reference_text(store: SnapshotStore) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: store.snapshot, version="1.2.3"))
+    return generate_latest(registry).decode()
+
+
+def test_fast_render_matches_prometheus_client_byte_for_byte() -> None:
+    store = populated_store()
+    store.record(
+        "backup",
+        ProbeResult(
+            success=True,
+            samples=(
+                sample("voicedrive_backup_age_seconds", 1234567.891),
+                sample("voicedrive_backup_size_bytes", 3.5e12),
+                sample("voicedrive_backup_files", float("inf")),
+            ),
+        ),
+        FINISHED + 0.125,
+    )
+    store.record(
+        "api",
+        ProbeResult(
+            success=False,
+            samples=(sample("voicedrive_api_up", 0, endpoint='we"ird\\na\nme'),),
+            reasons=("timeout",),
+            observations=(
+                sample("voicedrive_api_request_duration_seconds", 11, endpoint='we"ird\\na\nme'),
+            ),
+        ),
+        FINISHED,
+    )
+    fast = Exposition(lambda: store.snapshot, version="1.2.3").render().decode()
+    assert fast == reference_text(store)

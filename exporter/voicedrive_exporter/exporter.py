@@ -56,6 +56,8 @@ class Exporter:
         assert self._session is not None
         jobs = [Job(kind, settings) for kind, settings in configured(self.config)]
         self.store.configure(job.name for job in jobs)
+        endpoints = self.config.api.endpoints if self.config.api else ()
+        self.store.retain_histograms(e.name for e in endpoints)
         deps = ProbeDeps(session=self._session, clock=self.clock, system=self._system)
         self._scheduler = Scheduler(jobs, store=self.store, deps=deps, clock=self.clock)
         self._scheduler.start()

@@ -83,6 +83,19 @@ class SnapshotStore:
             errors=MappingProxyType({k: v for k, v in old.errors.items() if k[0] in names}),
         )
 
+    def retain_histograms(self, endpoints: Iterable[str]) -> None:
+        """Drop the histograms of API endpoints that are no longer configured."""
+        keep = set(endpoints)
+        self._swap(
+            histograms=MappingProxyType(
+                {
+                    k: v
+                    for k, v in self._snapshot.histograms.items()
+                    if dict(k[1]).get("endpoint") in keep
+                }
+            )
+        )
+
     def record(self, probe: str, result: ProbeResult, finished_at: float) -> None:
         """Make ``result`` the latest of ``probe``, counting its failures and observations."""
         old = self._snapshot

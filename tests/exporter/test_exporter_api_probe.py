@@ -13,6 +13,7 @@ import trustme
 from aiohttp import web
 from exporter_helpers import RawServe, Serve, never_answer
 
+from voicedrive_common.throwaway_pg import free_port
 from voicedrive_exporter.config import ApiSettings, parse_config
 from voicedrive_exporter.probes import api
 from voicedrive_exporter.probes.base import ProbeDeps, ProbeResult
@@ -125,16 +126,8 @@ async def test_target_that_never_answers_is_down_with_reason_timeout_within_the_
     assert 0.8 <= elapsed < 1.0
 
 
-async def test_refused_connection_is_down_with_reason_refused(
-    raw_server: RawServe, deps: ProbeDeps
-) -> None:
-    port = await raw_server(never_answer)
-    # Close the listener again: the port is now (very likely) refused.
-    from voicedrive_common.throwaway_pg import free_port
-
-    del port
-    free = free_port()
-    yaml = f"api: {{base_url: 'http://127.0.0.1:{free}', endpoints: [{{path: /health}}]}}"
+async def test_refused_connection_is_down_with_reason_refused(deps: ProbeDeps) -> None:
+    yaml = f"api: {{base_url: 'http://127.0.0.1:{free_port()}', endpoints: [{{path: /health}}]}}"
     assert (await api.probe(settings(yaml), deps=deps)).reasons == ("refused",)
 
 

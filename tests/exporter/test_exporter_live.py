@@ -1,6 +1,7 @@
 """The whole exporter on loopback: scrapes, readiness, reload, signals, secrets, promtool."""
 
 import asyncio
+import base64
 import os
 import re
 import signal
@@ -14,12 +15,14 @@ from subprocess import PIPE
 from urllib.parse import quote
 
 import aiohttp
+import bcrypt
 import pytest
 import trustme
 from aiohttp import web
 from exporter_helpers import LogCapture, RawServe, Serve, never_answer, require_binary
 
 from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
+from voicedrive_common.webconfig import load_web_config
 from voicedrive_exporter.config import parse_config
 from voicedrive_exporter.exporter import Exporter, create_app
 from voicedrive_exporter.metrics import SPECS
@@ -324,3 +327,30 @@ def test_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp_path: Path) -
 def test_exposition_only_uses_declared_metric_names() -> None:
     declared = {f"{n}_total" if s.kind == "counter" else n for n, s in SPECS.items()}
     assert {name.removesuffix("_bucket") for name in CONTRACT} <= declared
+
+
+async def test_reload_drops_histograms_of_removed_endpoints(serve: Serve, tmp_path: Path) -> None:
+    api = await serve(api_app())
+    path = tmp_path / "exporter.yml"
+    first = f"api: {{interval: 5s, endpoints: [{{url: '{api}/health', name: old}}]}}\n"
+    path.write_text(first)
+    base, exporter = await start_exporter(serve, first, path)
+    await wait_for(base, r'^voicedrive_api_request_duration_seconds_count\{endpoint="old"\}')
+    path.write_text(f"api: {{interval: 5s, endpoints: [{{url: '{api}/health', name: new}}]}}\n")
+    assert await exporter.reload()
+    text = await wait_for(base, r'^voicedrive_api_request_duration_seconds_count\{endpoint="new"\}')
+    assert 'endpoint="old"' not in text
+
+
+async def test_web_config_basic_auth_protects_metrics(serve: Serve, tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"scrape-pw", bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    exporter = Exporter(parse_config("host: {enabled: false}"))
+    base = await serve(create_app(exporter, load_web_config(tmp_path / "web.yml")))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics") as resp:
+            assert resp.status == 401
+        token = base64.b64encode(b"prometheus:scrape-pw").decode()
+        async with session.get(f"{base}/metrics", headers={"Authorization": f"Basic {token}"}) as r:
+            assert r.status == 200
+            assert "voicedrive_exporter_build_info" in await r.text()

@@ -103,6 +103,9 @@ def create_app(svc: Services, *, run_worker: bool = True) -> web.Application:
     app.router.add_post("/webhook", webhook.handle)
     app.router.add_post("/api/v1/webhook", webhook.handle)
     incidents.add_routes(app)
+    from voicedrive_receiver.lifecycle import api as lifecycle_api
+
+    lifecycle_api.install(app, svc, run_scheduler=run_worker)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)

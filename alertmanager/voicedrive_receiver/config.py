@@ -14,6 +14,7 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.secrets import Secret, SecretRef
 from voicedrive_receiver.channels.base import ChannelType
 from voicedrive_receiver.levels import LEVELS, LevelPolicy, LevelRule
+from voicedrive_receiver.lifecycle.settings import LifecycleConfig, parse_lifecycle
 from voicedrive_receiver.matchers import parse_matcher
 from voicedrive_receiver.rendering import TemplateSettings, parse_template_settings
 
@@ -181,6 +182,8 @@ class ReceiverConfig:
     incidents: IncidentsConfig
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     source: str = ""
+    # Issue 5: schedule, business hours, escalation, daily check (lifecycle/settings.py).
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,13 @@ def parse_config(
         reopen_within=incidents_node.duration("reopen_within", 1800.0),
     )
     incidents_node.done()
+    lifecycle = parse_lifecycle(
+        root.node("lifecycle"),
+        contacts=tuple(contacts),
+        channels={name: c.kind for name, c in channels.items()},
+        monitoring=incidents.reopen_within,
+        base_dir=Path(root.source).parent if root.source else None,
+    )
     root.done()
     return ReceiverConfig(
         server=server,
@@ -249,6 +259,7 @@ def parse_config(
         incidents=incidents,
         templates=templates,
         source=root.source or "",
+        lifecycle=lifecycle,
     )
 
 

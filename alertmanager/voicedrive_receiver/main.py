@@ -64,6 +64,9 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: server options plus one subparser per registered command."""
+    # Importing a part's CLI module registers its commands (it imports this module back).
+    from voicedrive_receiver.lifecycle import cli  # noqa: F401
+
     parser = argparse.ArgumentParser(
         prog="voicedrive-receiver",
         description="Alertmanager webhook receiver: levels, fan-out, incidents.",

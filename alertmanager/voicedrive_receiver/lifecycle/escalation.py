@@ -89,8 +89,12 @@ class EscalationPolicy:
         return tuple(out)
 
 
-def parse_escalation_policy(node: Node) -> EscalationPolicy:
-    """An EscalationPolicy from its config mapping (every key optional)."""
+def parse_escalation_policy(node: Node, *, monitoring: float = 1800.0) -> EscalationPolicy:
+    """An EscalationPolicy from its config mapping (every key optional).
+
+    The watch after resolution is the receiver's ``incidents.reopen_within``, passed in as
+    ``monitoring`` seconds, so the two can never disagree.
+    """
     levels = {}
     # Keys may be written 1 or "1": YAML makes the first an integer.
     raw_levels = node.raw("levels", {})
@@ -126,9 +130,9 @@ def parse_escalation_policy(node: Node) -> EscalationPolicy:
     policy = EscalationPolicy(
         levels=levels,
         first_response=timedelta(seconds=node.duration("first_response", 900.0, lo=1)),
-        monitoring=timedelta(seconds=node.duration("monitoring", 1800.0, lo=0)),
         top_repeat=timedelta(seconds=node.duration("top_repeat", 1800.0, lo=1)),
         top_widen=tuple(widen),
+        monitoring=timedelta(seconds=monitoring),
     )
     node.done()
     return policy

@@ -60,8 +60,9 @@ class RecordFieldError(LifecycleError):
 class TimelineEvent:
     """One step taken: language-neutral facts, worded at render time.
 
-    ``kind``: opened, notified, delivery_failed, held, acknowledged, escalated, repaged,
-    resolved, reopened, closed, sla_breach, note.
+    ``kind``: opened, notified, notified_resolved, delivery_failed, held, acknowledged, raised,
+    escalated, repaged, resolved, reopened, closed, sla_breach (``note`` = the breached kind),
+    note.
     """
 
     at: datetime
@@ -143,6 +144,8 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
     "ja": {
         "opened": "インシデント発生（Level {to_level}）",
         "notified": "{target} に通知",
+        "notified_resolved": "{target} に解決を通知",
+        "raised": "Level {from_level} → Level {to_level} に引き上げ（上位の警報）",
         "delivery_failed": "{target} への通知に失敗",
         "held": "営業時間外のため保留: {target}",
         "acknowledged": "{actor} が確認（対応開始）",
@@ -151,12 +154,14 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "resolved": "解決（30分間の監視開始）",
         "reopened": "監視中に再発: 再オープン",
         "closed": "30分間の監視終了・再発なし: クローズ",
-        "sla_breach": "SLA超過: {note}",
+        "sla_breach": "SLA超過: {breach}",
         "note": "メモ: {note}",
     },
     "en": {
         "opened": "Incident opened at Level {to_level}",
         "notified": "Notified via {target}",
+        "notified_resolved": "Resolution sent via {target}",
+        "raised": "Raised Level {from_level} → Level {to_level} by a higher alert",
         "delivery_failed": "Delivery failed via {target}",
         "held": "Held for business hours: {target}",
         "acknowledged": "Acknowledged by {actor} (response started)",
@@ -165,9 +170,13 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "resolved": "Resolved (30-minute watch started)",
         "reopened": "Fired again during the watch: reopened",
         "closed": "30-minute watch over without recurrence: closed",
-        "sla_breach": "SLA breached: {note}",
+        "sla_breach": "SLA breached: {breach}",
         "note": "Note: {note}",
     },
+}
+_BREACH_NAMES: dict[Lang, dict[str, str]] = {
+    "ja": {"first_response": "初動15分以内", "response": "対応期限"},
+    "en": {"first_response": "first response", "response": "response deadline"},
 }
 # Events whose wording already names the actor.
 _NAMES_ACTOR = frozenset({"acknowledged"})
@@ -197,10 +206,11 @@ def describe_event(event: TimelineEvent, lang: Lang = "ja") -> str:
         to_level=event.to_level,
         note=event.note,
         kind=event.kind,
+        breach=_BREACH_NAMES[lang].get(event.note, event.note),
     )
     if event.actor and event.kind not in _NAMES_ACTOR:
         text += f" [{event.actor}]"
-    if event.note and "{note}" not in pattern:
+    if event.note and "{note}" not in pattern and "{breach}" not in pattern:
         text += f": {event.note}"
     return text
 

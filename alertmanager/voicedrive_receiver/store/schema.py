@@ -140,4 +140,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "incident lifecycle (issue 5): applied steps and heartbeats",
+        (
+            # One row per (incident, step) applied: escalations, re-pages, closing, SLA breaches,
+            # measurements. The primary key is what makes a step happen once across replicas.
+            """CREATE TABLE lifecycle_steps (
+                incident_id TEXT NOT NULL,
+                step TEXT NOT NULL,
+                due_at {float} NOT NULL,
+                done_at {float} NOT NULL,
+                PRIMARY KEY (incident_id, step)
+            )""",
+            # Last arrival of each heartbeat (Alertmanager's Watchdog, the dead man's switch).
+            """CREATE TABLE heartbeats (
+                name TEXT PRIMARY KEY,
+                last_seen_at {float} NOT NULL,
+                count INTEGER NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
 )

@@ -89,8 +89,8 @@ def test_checklist_has_the_protocols_five_daily_items_in_order() -> None:
 def test_day_without_gaps_lists_the_roster_and_passes() -> None:
     ok, details = item(healthy(), "duty")
     assert ok
-    assert "09-03 18:00-09:00 オンコール待機 (voicedrive: vd_oncall)" in details
-    assert "09:00-17:00 両チーム常駐・最終確認 (medical: medical_lead)" in details
+    assert "09-03 18:00-09:00 オンコール待機 (voicedrive: tech_lead, infra_engineer)" in details
+    assert "09:00-17:00 両チーム常駐・最終確認 (medical: medical_ops)" in details
 
 
 def test_day_with_gaps_lists_each_gap_and_fails() -> None:

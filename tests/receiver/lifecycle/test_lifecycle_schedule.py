@@ -115,7 +115,7 @@ def test_uncovered_instant_goes_to_fallback_and_states_the_gap(phase2: Schedule)
 
 def test_covered_instant_has_no_gap_text(phase2: Schedule) -> None:
     duty = phase2.recipients(jst(2025, 9, 2, 3, 0), "voicedrive")
-    assert duty.contacts == ("vd_oncall",)
+    assert duty.contacts == ("tech_lead", "infra_engineer")
     assert not duty.gap
     assert duty.gap_text() == ""
 

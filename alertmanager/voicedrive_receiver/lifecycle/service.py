@@ -1,0 +1,182 @@
+"""Glue between the store and the pure modules: records and the daily check from live data.
+
+Shared by the HTTP API and the CLI, so both say exactly the same.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from voicedrive_receiver.config import ReceiverConfig
+from voicedrive_receiver.lifecycle.daily_check import (
+    ChannelStatus,
+    DailyCheckInputs,
+    IncidentSummary,
+    backup_age_from_query,
+)
+from voicedrive_receiver.lifecycle.escalation import EscalationPolicy, evaluate_sla
+from voicedrive_receiver.lifecycle.persistence import LifecycleStore, StoredIncident, when
+from voicedrive_receiver.lifecycle.records import IncidentRecord, TimelineEvent, build_record
+from voicedrive_receiver.lifecycle.schedule import day_interval
+from voicedrive_receiver.lifecycle.scheduler import WATCHDOG
+from voicedrive_receiver.lifecycle.settings import LifecycleConfig
+from voicedrive_receiver.lifecycle.tokyo import to_tokyo
+
+log = logging.getLogger(__name__)
+
+
+def _level(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def timeline_of(events: Sequence[Mapping[str, Any]]) -> tuple[TimelineEvent, ...]:
+    """The record's steps from the stored incident events (record edits are not steps)."""
+    out = []
+    for event in events:
+        at = when(event["at"])
+        if at is None:
+            continue
+        kind = str(event["kind"])
+        d: Mapping[str, Any] = event.get("detail") or {}
+        if kind == "opened":
+            out.append(TimelineEvent(at, "opened", to_level=_level(d.get("level"))))
+        elif kind == "delivered":
+            status = "notified_resolved" if d.get("status") == "resolved" else "notified"
+            out.append(
+                TimelineEvent(
+                    at,
+                    status,
+                    channel=str(d.get("channel", "")),
+                    recipient=str(d.get("contact", "")),
+                )
+            )
+        elif kind == "dead_letter":
+            out.append(
+                TimelineEvent(
+                    at,
+                    "delivery_failed",
+                    channel=str(d.get("channel", "")),
+                    recipient=str(d.get("contact", "")),
+                )
+            )
+        elif kind in ("acknowledged", "resolved"):
+            out.append(TimelineEvent(at, kind, actor=str(d.get("by", ""))))
+        elif kind in ("level_raised", "escalated"):
+            out.append(
+                TimelineEvent(
+                    at,
+                    "raised" if kind == "level_raised" else "escalated",
+                    from_level=_level(d.get("from")),
+                    to_level=_level(d.get("to")),
+                )
+            )
+        elif kind == "repaged":
+            out.append(TimelineEvent(at, "repaged", to_level=_level(d.get("level"))))
+        elif kind == "sla_breach":
+            out.append(TimelineEvent(at, "sla_breach", note=str(d.get("kind", ""))))
+        elif kind in ("reopened", "closed"):
+            out.append(TimelineEvent(at, kind))
+        elif kind == "note":
+            out.append(
+                TimelineEvent(at, "note", actor=str(d.get("by", "")), note=str(d.get("text", "")))
+            )
+    return tuple(out)
+
+
+def record_of(found: StoredIncident, policy: EscalationPolicy, now: datetime) -> IncidentRecord:
+    """The P9 record of a stored incident."""
+    fields = {k: str(v) for k, v in found.record.items() if isinstance(v, str)}
+    return build_record(
+        incident_id=found.id,
+        summary=found.summary,
+        system=found.system,
+        component=found.component,
+        lifecycle=found.lifecycle,
+        policy=policy,
+        now=now,
+        timeline=timeline_of(found.events),
+        fields=fields,
+    )
+
+
+async def backup_age(
+    settings: LifecycleConfig, session: aiohttp.ClientSession | None = None
+) -> tuple[float | None, str]:
+    """The newest backup's age from Prometheus, or None with the reason."""
+    daily = settings.daily_check
+    if not daily.prometheus_url:
+        return None, "daily_check.prometheus_url is not configured"
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        async with client.get(
+            f"{daily.prometheus_url}/api/v1/query",
+            params={"query": daily.backup_query},
+            timeout=aiohttp.ClientTimeout(total=daily.timeout),
+        ) as resp:
+            body = await resp.json(content_type=None)
+        return backup_age_from_query(body), ""
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return None, f"Prometheus query failed: {type(exc).__name__}"
+    except ValueError as exc:
+        return None, f"Prometheus answer: {exc}"
+    finally:
+        if own:
+            await client.close()
+
+
+async def gather_daily_check(
+    *,
+    config: ReceiverConfig,
+    settings: LifecycleConfig,
+    store: LifecycleStore,
+    now: datetime,
+    session: aiohttp.ClientSession | None = None,
+    test_results: Mapping[str, tuple[bool, str]] | None = None,
+) -> DailyCheckInputs:
+    """Everything the daily check looks at, read from the store and Prometheus now."""
+    successes = await store.channel_successes()
+    results = test_results or {}
+    channels = tuple(
+        ChannelStatus(
+            name=name,
+            kind=spec.kind,
+            last_success=when(successes.get(name)),
+            test_ok=results[name][0] if name in results else None,
+            test_detail=results[name][1] if name in results else "",
+        )
+        for name, spec in config.channels.items()
+    )
+    today = to_tokyo(now).date()
+    yesterday = day_interval(today - timedelta(days=1))
+    incidents = []
+    for incident_id in await store.incidents_opened_between(yesterday.start, yesterday.end):
+        found = await store.get(incident_id)
+        lc = found.lifecycle
+        incidents.append(
+            IncidentSummary(
+                incident_id=found.id,
+                summary=found.summary,
+                level=lc.level,
+                opened_at=lc.opened_at,
+                resolved_at=lc.resolved_at,
+                state=lc.state.value,
+                sla=evaluate_sla(lc, settings.escalation, now),
+            )
+        )
+    age, error = await backup_age(settings, session)
+    return DailyCheckInputs(
+        now=now,
+        schedule=settings.schedule,
+        watchdog_last_seen=await store.last_heartbeat(WATCHDOG),
+        watchdog_max_age=timedelta(seconds=settings.watchdog.max_age),
+        channels=channels,
+        channel_max_age=timedelta(seconds=settings.daily_check.channel_max_age),
+        backup_age_seconds=age,
+        backup_max_age=timedelta(seconds=settings.daily_check.backup_max_age),
+        incidents=tuple(incidents),
+        backup_error=error,
+    )

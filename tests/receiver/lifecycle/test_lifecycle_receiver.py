@@ -1,0 +1,316 @@
+"""The lifecycle wired into the receiver: scheduler, API, store, metrics (FakeClock, no sleeps)."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rx_helpers import TOKEN, Harness, alert, config_text, harness, make_config, payload
+
+from voicedrive_common.clock import FakeClock
+from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
+from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCHEDULE = str(Path(__file__).resolve().parents[3] / "alertmanager" / "schedule.phase2.yml")
+LIFECYCLE_CONFIG = f"""
+lifecycle:
+  schedule_file: {SCHEDULE}
+  escalation:
+    top_widen: [[management]]
+  watchdog:
+    max_age: 5m
+    page: [{{channel: sms, to: [hotline]}}]
+"""
+
+
+def life(h: Harness) -> LifecycleServices:
+    services: LifecycleServices = h.client.server.app[LIFECYCLE]
+    return services
+
+
+@pytest.fixture
+async def rxl(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
+    """The receiver with the lifecycle section, on a fresh SQLite file."""
+    config = make_config(tmp_path, extra=LIFECYCLE_CONFIG)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(config, store, clock) as h:
+        yield h
+
+
+async def open_level2(h: Harness) -> str:
+    resp = await h.post(payload(alert()))
+    assert resp.status == 200
+    incident_id: str = (await resp.json())["incident_id"]
+    await h.drain()
+    return incident_id
+
+
+async def incident(h: Harness, incident_id: str) -> dict[str, Any]:
+    resp = await h.client.get(f"/api/incidents/{incident_id}", headers=AUTH)
+    assert resp.status == 200
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+def sms_contacts(h: Harness) -> list[str]:
+    return [m.recipient.contact for m in h.channels["sms"].sent]
+
+
+async def test_unacknowledged_level2_escalates_to_level3_at_exactly_30_minutes(
+    rxl: Harness,
+) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(29 * 60 + 59)
+    await life(rxl).scheduler.run_once()
+    assert (await incident(rxl, incident_id))["level"] == 2
+    rxl.clock.advance(1)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    found = await incident(rxl, incident_id)
+    assert found["level"] == 3
+    assert [lv["reason"] for lv in found["level_history"]] == ["opened", "escalated"]
+    assert sorted(sms_contacts(rxl)) == ["hotline", "medical_ops"]
+    assert "エスカレーション Level 2→3" in rxl.channels["sms"].sent[0].rendered.text
+
+
+async def test_escalation_is_counted_in_metrics(rxl: Harness) -> None:
+    await open_level2(rxl)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    text = await (await rxl.client.get("/metrics")).text()
+    assert 'voicedrive_receiver_escalations_total{from_level="2",to_level="3"} 1.0' in text
+
+
+async def test_acknowledgement_by_api_before_30_minutes_prevents_escalation(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(29 * 60)
+    resp = await rxl.client.post(
+        f"/api/incidents/{incident_id}/ack", json={"by": "yamada"}, headers=AUTH
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["status"], body["acknowledged_by"]) == ("acknowledged", "yamada")
+    rxl.clock.advance(3600)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    assert (await incident(rxl, incident_id))["level"] == 2
+    assert sms_contacts(rxl) == []
+
+
+async def test_acknowledgement_is_measured_once(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(600)
+    await rxl.client.post(f"/api/incidents/{incident_id}/ack", json={"by": "sato"}, headers=AUTH)
+    await life(rxl).scheduler.run_once()
+    await life(rxl).scheduler.run_once()
+    text = await (await rxl.client.get("/metrics")).text()
+    assert 'voicedrive_receiver_time_to_acknowledge_seconds_count{level="2"} 1.0' in text
+    assert 'voicedrive_receiver_time_to_acknowledge_seconds_sum{level="2"} 600.0' in text
+
+
+async def test_ack_needs_credentials_a_name_and_a_known_incident(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    url = f"/api/incidents/{incident_id}/ack"
+    assert (await rxl.client.post(url, json={"by": "x"})).status == 401
+    missing = await rxl.client.post(url, json={}, headers=AUTH)
+    assert missing.status == 400
+    assert (await missing.json())["field"] == "by"
+    unknown = await rxl.client.post("/api/incidents/INC-x/ack", json={"by": "x"}, headers=AUTH)
+    assert unknown.status == 404
+
+
+async def test_level1_breaching_first_response_is_recorded(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(15 * 60)
+    await life(rxl).scheduler.run_once()
+    found = await incident(rxl, incident_id)
+    breaches = [e["detail"] for e in found["timeline"] if e["kind"] == "sla_breach"]
+    assert breaches == [{"kind": "first_response", "level": 2}]
+    text = await (await rxl.client.get("/metrics")).text()
+    assert 'voicedrive_receiver_sla_breaches_total{kind="first_response",level="2"} 1.0' in text
+
+
+async def test_refire_during_monitoring_reopens_and_after_it_opens_a_new_incident(
+    rxl: Harness,
+) -> None:
+    first = await open_level2(rxl)
+    resolved = alert(status="resolved", ends_at="2025-09-01T09:05:00+09:00")
+    await rxl.post(payload(resolved))
+    rxl.clock.advance(29 * 60)
+    again = await rxl.post(payload(alert(starts_at="2025-09-01T09:29:00+09:00")))
+    assert (await again.json())["incident_id"] == first
+    await rxl.post(
+        payload(
+            alert(
+                status="resolved",
+                starts_at="2025-09-01T09:29:00+09:00",
+                ends_at="2025-09-01T09:30:00+09:00",
+            )
+        )
+    )
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    assert (await incident(rxl, first))["status"] == "closed"
+    rxl.clock.advance(60)
+    later = await rxl.post(payload(alert(starts_at="2025-09-01T10:00:00+09:00")))
+    assert (await later.json())["incident_id"] != first
+
+
+async def test_record_markdown_follows_the_protocol_template(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    await rxl.client.post(f"/api/incidents/{incident_id}/ack", json={"by": "山田"}, headers=AUTH)
+    patched = await rxl.client.patch(
+        f"/api/incidents/{incident_id}/record",
+        json={"root_cause": "接続プール枯渇", "prevention": "監視追加", "by": "山田"},
+        headers=AUTH,
+    )
+    assert patched.status == 200
+    rxl.clock.advance(600)
+    await rxl.client.post(
+        f"/api/incidents/{incident_id}/resolve", json={"by": "山田"}, headers=AUTH
+    )
+    resp = await rxl.client.get(f"/api/incidents/{incident_id}/record.md", headers=AUTH)
+    assert resp.status == 200
+    assert resp.content_type == "text/markdown"
+    text = await resp.text()
+    assert text.startswith("# Phase 2緊急事態対応記録\n")
+    assert "- 発生日時: 2025-09-01 09:00:00 (月) JST" in text
+    assert "- 問題レベル: Level 3（重大な問題）" in text
+    assert "- 対応者: 山田" in text
+    assert "- 解決時刻: 2025-09-01 09:40:00 (月) JST" in text
+    assert "- 対応時間: 40分（発生から解決まで）" in text
+    assert "- 根本原因: 接続プール枯渇" in text
+    assert "Level 2 → Level 3 にエスカレーション" in text
+    assert "sms → hotline に通知" in text
+    english = await rxl.client.get(f"/api/incidents/{incident_id}/record.md?lang=en", headers=AUTH)
+    assert (await english.text()).startswith("# Phase 2 emergency response record\n")
+
+
+async def test_record_update_with_unknown_field_is_a_400_naming_it(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    resp = await rxl.client.patch(
+        f"/api/incidents/{incident_id}/record", json={"cause": "x"}, headers=AUTH
+    )
+    assert resp.status == 400
+    assert (await resp.json())["field"] == "cause"
+
+
+async def test_level4_repages_with_the_widened_audience(rxl: Harness) -> None:
+    await rxl.post(payload(alert(level="4")))
+    await rxl.drain()
+    before = len(rxl.channels["email"].sent)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    repaged = rxl.channels["phone"].sent[-1]
+    assert "再呼び出し 第1回" in repaged.rendered.text
+    assert [m.recipient.contact for m in rxl.channels["email"].sent[before:]].count(
+        "management"
+    ) == 1
+
+
+async def test_watchdog_heartbeat_is_recorded_and_its_silence_pages_once(rxl: Harness) -> None:
+    resp = await rxl.client.post("/webhook/watchdog", json=payload(), headers=AUTH)
+    assert resp.status == 200
+    text = await (await rxl.client.get("/metrics")).text()
+    assert "voicedrive_receiver_watchdog_last_seen_timestamp_seconds 1.7566848e+09" in text
+    rxl.clock.advance(5 * 60)
+    assert not await life(rxl).scheduler.check_watchdog(rxl.clock.now())
+    rxl.clock.advance(1)
+    assert await life(rxl).scheduler.check_watchdog(rxl.clock.now())
+    rxl.clock.advance(60)
+    assert not await life(rxl).scheduler.check_watchdog(rxl.clock.now())
+    await rxl.drain()
+    assert sms_contacts(rxl) == ["hotline"]
+    assert "Watchdog" in rxl.channels["sms"].sent[0].rendered.text
+
+
+async def test_watchdog_needs_credentials(rxl: Harness) -> None:
+    assert (await rxl.client.post("/webhook/watchdog", json={})).status == 401
+
+
+async def test_daily_check_reports_the_five_items_from_live_data(rxl: Harness) -> None:
+    await rxl.client.post("/webhook/watchdog", json={}, headers=AUTH)
+    await open_level2(rxl)
+    resp = await rxl.client.get("/api/daily-check", headers=AUTH)
+    assert resp.status == 200
+    data = await resp.json()
+    items = {i["key"]: i for i in data["items"]}
+    assert list(items) == ["duty", "monitoring", "channels", "backup", "review"]
+    assert items["monitoring"]["ok"] is True
+    # 2025-09-01: the schedule leaves 12:00-13:00 and 17:00-18:00 uncovered.
+    assert items["duty"]["data"]["gaps"] == [
+        "2025-09-01 (月) 12:00-13:00",
+        "2025-09-01 (月) 17:00-18:00",
+    ]
+    channels = {c["name"]: c["ok"] for c in items["channels"]["data"]["channels"]}
+    assert channels["slack"] is True
+    assert channels["phone"] is False
+    assert items["backup"]["ok"] is False
+
+
+async def test_daily_check_as_markdown(rxl: Harness) -> None:
+    resp = await rxl.client.get("/api/daily-check?format=markdown", headers=AUTH)
+    assert resp.content_type == "text/markdown"
+    assert (await resp.text()).startswith("# Phase 2 日次チェック 2025-09-01 (月)")
+
+
+async def test_timers_survive_a_receiver_restart(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, extra=LIFECYCLE_CONFIG)
+    path = str(tmp_path / "receiver.db")
+    async with harness(config, await open_sqlite_store(path), clock) as first:
+        incident_id = await open_level2(first)
+    clock.advance(31 * 60)
+    async with harness(config, await open_sqlite_store(path), clock) as second:
+        await life(second).scheduler.run_once()
+        assert (await incident(second, incident_id))["level"] == 3
+
+
+@pytest.mark.integration
+async def test_two_replicas_on_postgres_escalate_once(
+    tmp_path: Path, clock: FakeClock, postgres: ThrowawayPostgres
+) -> None:
+    dsn = postgres.create_database(f"rxl_{uuid.uuid4().hex[:10]}")
+    config_a = make_config(tmp_path, store=f"postgres: {{dsn: '{dsn}'}}", extra=LIFECYCLE_CONFIG)
+    config_b = make_config(tmp_path, store=f"postgres: {{dsn: '{dsn}'}}", extra=LIFECYCLE_CONFIG)
+    async with (
+        harness(config_a, await open_postgres_store(dsn), clock) as a,
+        harness(config_b, await open_postgres_store(dsn), clock) as b,
+    ):
+        incident_id = await open_level2(a)
+        clock.advance(30 * 60)
+        results = await asyncio.gather(*(life(h).scheduler.run_once() for h in (a, b, a, b)))
+        actions = [act for passes in results for applied in passes for act in applied.actions]
+        assert len(actions) == 1
+        await a.drain()
+        await b.drain()
+        assert sorted(sms_contacts(a) + sms_contacts(b)) == ["hotline", "medical_ops"]
+        found = await incident(b, incident_id)
+        assert [lv["reason"] for lv in found["level_history"]] == ["opened", "escalated"]
+
+
+def test_config_text_with_lifecycle_section_parses(tmp_path: Path) -> None:
+    config = make_config(tmp_path, extra=LIFECYCLE_CONFIG)
+    assert config.lifecycle.schedule is not None
+    assert config.lifecycle.escalation.monitoring.total_seconds() == 1800
+
+
+def test_unknown_contact_in_schedule_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    schedule = tmp_path / "s.yml"
+    schedule.write_text(
+        'fallback: {contacts: [nobody]}\nshifts: [{date: 2025-09-01, start: "08:00",'
+        ' end: "12:00", team: voicedrive, contacts: [hotline]}]\n',
+        encoding="utf-8",
+    )
+    from voicedrive_common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lifecycle\.schedule_file: .*unknown contact 'nobody'"):
+        make_config(tmp_path, extra=f"lifecycle: {{schedule_file: {schedule}}}\n")
+    assert config_text(tmp_path)

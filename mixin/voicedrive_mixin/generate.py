@@ -118,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in found:
             print(f"stale: {_rel(path, args.root)} (run `make generate`)", file=sys.stderr)
         return 1 if found else 0
-    if args.output_dir is not None:
-        changed = write(t, args.output_dir, sections=False)
-        base = args.output_dir
-    else:
-        changed = write(t, args.root)
-        base = args.root
+    base = args.output_dir if args.output_dir is not None else args.root
+    try:
+        changed = write(t, base, sections=args.output_dir is None)
+    except (OSError, ValueError) as exc:
+        print(f"voicedrive-mixin: {exc}", file=sys.stderr)
+        return 1
     for path in changed:
         print(f"wrote {_rel(path, base)}")
     return 0

@@ -108,8 +108,12 @@ ALERT_RULES: dict[str, AlertRule] = {
         "`voicedrive_host_memory_usage_ratio` > [[threshold]]",
     ),
     "VoiceDriveBackupStale": AlertRule(
-        lambda a, s: f"voicedrive_backup_age_seconds{{{s}}} > {num(a.threshold)}",
-        "`voicedrive_backup_age_seconds` > [[threshold]]",
+        lambda a, s: (
+            f"voicedrive_backup_age_seconds{{{s}}} > {num(a.threshold)}\n"
+            f"or voicedrive_backup_files{{{s}}} == 0"
+        ),
+        "`voicedrive_backup_age_seconds` > [[threshold]], or no backup file at all "
+        "(`voicedrive_backup_files == 0`)",
     ),
     "VoiceDriveProbeStale": AlertRule(
         lambda a, s: (

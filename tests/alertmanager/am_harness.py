@@ -50,11 +50,18 @@ def repo_config() -> dict[str, Any]:
 
 
 def alert(
-    alertname: str, *, system: str = "voicedrive", ended: bool = False, **labels: str
+    alertname: str,
+    *,
+    system: str = "voicedrive",
+    ended: bool = False,
+    started_ago: timedelta = timedelta(minutes=1),
+    **labels: str,
 ) -> dict[str, Any]:
     """An API v2 postable alert with its class's labels, started a minute ago.
 
     ``ended`` gives it an ``endsAt`` in the past: Alertmanager then holds it as resolved.
+    An alert that started longer than group_wait ago is flushed at once (Alertmanager's
+    dispatcher); Prometheus sends the firing time, so timing tests pass ``started_ago=0``.
     """
     now = datetime.now(UTC)
     body: dict[str, Any] = {
@@ -65,7 +72,7 @@ def alert(
             **labels,
         },
         "annotations": {"summary": alertname},
-        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "startsAt": (now - started_ago).isoformat(),
         "generatorURL": "http://127.0.0.1/graph",
     }
     if ended:
@@ -157,9 +164,17 @@ class AlertmanagerProcesses:
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, *, webhook_base: str = "http://127.0.0.1:9", timers: dict[str, str] | None = None
+        self,
+        *,
+        webhook_base: str = "http://127.0.0.1:9",
+        timers: dict[str, str] | None = None,
+        held_group_wait: str | None = None,
     ) -> RunningAlertmanager:
-        """Start one Alertmanager and wait until it is ready."""
+        """Start one Alertmanager and wait until it is ready.
+
+        ``timers`` replaces group_wait/group_interval/repeat_interval on every route;
+        ``held_group_wait`` then sets the hold of the route for what a Level 4 outage explains.
+        """
         binary = require_binary("prometheus-alertmanager")
         workdir = self._workdir / f"am{len(self._processes)}"
         workdir.mkdir()
@@ -174,6 +189,10 @@ class AlertmanagerProcesses:
             config["route"].update(timers)
             for route in config["route"].get("routes", []):
                 route.update(timers)
+        if held_group_wait:
+            for route in config["route"].get("routes", []):
+                if route["receiver"] == "voicedrive-receiver":
+                    route["group_wait"] = held_group_wait
         config_file = workdir / "alertmanager.yml"
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
         port = free_port()

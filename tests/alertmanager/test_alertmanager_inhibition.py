@@ -4,6 +4,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,35 @@ def test_level4_outage_is_paged_once_without_its_inhibited_symptoms(
     assert all(r["auth"] == f"Bearer {TOKEN}" for r in received)
     assert level4[0]["body"]["version"] == "4"
     assert level4[0]["body"]["groupLabels"] == {"system": "voicedrive", "component": "api"}
+
+
+def test_level3_parts_firing_before_the_composite_are_held_and_never_paged(
+    alertmanagers: AlertmanagerProcesses, webhook_sink: tuple[str, list[dict[str, Any]]]
+) -> None:
+    # As in production: VoiceDriveAPIDown and VoiceDriveDatabaseDown fire first, the Level 4
+    # composite later (its `for` is longer); the hold (scaled down here) lets it catch up.
+    base, received = webhook_sink
+    am = alertmanagers.start(webhook_base=base, timers=FAST, held_group_wait="4s")
+    now = timedelta(0)
+    sentinel = "VoiceDriveBackupStale"  # default route: group_wait 1s, not held
+    am.post_alerts(
+        [
+            alert("VoiceDriveAPIDown", started_ago=now),
+            alert("VoiceDriveDatabaseDown", started_ago=now),
+            alert(sentinel, started_ago=now),
+        ]
+    )
+    # Without the hold the parts would have been paged together with the sentinel by now.
+    assert wait_until(lambda: sentinel in firing_names(received, "/webhook"))
+    am.post_alerts([alert("VoiceDriveSystemDown", started_ago=now)])
+
+    # The database group was created with the API group; once the Level 4 page has been
+    # repeated (repeat_interval 1s), both groups have been flushed.
+    def level4_sent_twice() -> bool:
+        return sum("VoiceDriveSystemDown" in firing_names([r], "/webhook") for r in received) >= 2
+
+    assert wait_until(level4_sent_twice)
+    assert firing_names(received, "/webhook") == {"VoiceDriveSystemDown", sentinel}
 
 
 def test_resolving_the_outage_sends_a_resolved_notification(

@@ -6,7 +6,7 @@ from voicedrive_demo.ports import Ports
 from voicedrive_demo.stack import Layout
 
 
-def banner(*, ports: Ports, layout: Layout, with_exporter: bool) -> str:
+def banner(*, ports: Ports, layout: Layout, with_exporter: bool, with_alerting: bool) -> str:
     """The URLs of the running stack and a few ``curl`` commands, fault injection included."""
     token = f'"Authorization: Bearer $(cat {shlex.quote(str(layout.token_file))})"'
     admin = ports.url("sim-admin", "/admin/faults")
@@ -21,6 +21,14 @@ def banner(*, ports: Ports, layout: Layout, with_exporter: bool) -> str:
     ]
     if with_exporter:
         lines.append(f"  exporter             {ports.url('exporter', '/metrics')}")
+    if with_alerting:
+        lines += [
+            f"  Prometheus           {ports.url('prometheus', '/alerts')}",
+            f"  Alertmanager         {ports.url('alertmanager', '/#/alerts')}",
+            f"  receiver             {ports.url('receiver', '/api/incidents')}",
+            f"  mail catcher         smtp://{ports.address('smtp')}  (mails in {layout.mail}/)",
+            f"  pages (file outbox)  {layout.outbox}",
+        ]
     lines += [f"  logs                 {layout.logs}/", "", "Try:"]
     if with_exporter:
         lines.append(f"  curl -s {ports.url('exporter', '/metrics')} | grep '^voicedrive_'")
@@ -35,6 +43,15 @@ def banner(*, ports: Ports, layout: Layout, with_exporter: bool) -> str:
         f"  curl -s -X PUT -H {token} -d '{{\"failure_ratio\": 0.5}}' {admin}/notifications",
         "  # lift every fault:",
         f"  curl -s -X DELETE -H {token} {admin}",
-        "",
     ]
+    if with_alerting:
+        receiver_token = (
+            f'"Authorization: Bearer $(cat {shlex.quote(str(layout.receiver_token_file))})"'
+        )
+        lines += [
+            "  # firing alerts, and the receiver's incidents:",
+            f"  curl -s {ports.url('prometheus', '/api/v1/alerts')}",
+            f"  curl -s -H {receiver_token} {ports.url('receiver', '/api/incidents')}",
+        ]
+    lines.append("")
     return "\n".join(lines)

@@ -15,9 +15,16 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.logs import FORMATS, LEVELS, register_secret, setup_logging
 from voicedrive_common.throwaway_pg import PostgresUnavailable
 from voicedrive_demo.banner import banner
-from voicedrive_demo.ports import Ports, busy_ports, choose_ports
+from voicedrive_demo.ports import DEFAULT_PORTS, Ports, busy_ports, choose_ports
 from voicedrive_demo.postgres import DemoPostgres
-from voicedrive_demo.stack import DATABASE, Layout, build_services, exporter_available
+from voicedrive_demo.stack import (
+    DATABASE,
+    Layout,
+    Stack,
+    alerting_missing,
+    build_services,
+    exporter_available,
+)
 from voicedrive_demo.supervisor import ServiceFailed, Supervisor
 
 log = logging.getLogger("voicedrive_demo")
@@ -47,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     until.add_argument(
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
     )
-    add("--no-exporter", action="store_true", help="do not start the exporter")
+    add("--no-exporter", action="store_true", help="do not start the exporter (nor alerting)")
+    add(
+        "--no-alerting",
+        action="store_true",
+        help="do not start Prometheus, Alertmanager, the receiver and the mail catcher",
+    )
     add("--log.level", dest="log_level", default="info", choices=LEVELS)
     add("--log.format", dest="log_format", default="logfmt", choices=FORMATS)
     return parser
@@ -61,7 +73,14 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
         loop.add_signal_handler(signum, stop.set)
     with_exporter = not args.no_exporter and exporter_available()
     if not with_exporter and not args.no_exporter:
-        log.warning("voicedrive_exporter is not installed yet; starting without the exporter")
+        log.warning("voicedrive_exporter is not installed; starting without the exporter")
+    missing = alerting_missing()
+    with_alerting = with_exporter and not args.no_alerting and not missing
+    if missing and not args.no_alerting:
+        log.warning(
+            "starting without Prometheus, Alertmanager and the receiver",
+            extra={"missing": ", ".join(missing)},
+        )
     pg = DemoPostgres(port=ports["postgres"])
     register_secret(pg.password)
     layout.prepare(db_password=pg.password)
@@ -72,17 +91,20 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
         if stop.is_set():
             return 0
         await asyncio.to_thread(pg.create_database, DATABASE)
-        services = build_services(
+        stack = Stack(
             ports=ports,
             layout=layout,
             db_user=pg.user,
             db_dsn_direct=pg.dsn_for(pg.user, pg.password, DATABASE),
-            with_exporter=with_exporter,
         )
+        services = build_services(stack, with_exporter=with_exporter, with_alerting=with_alerting)
         await supervisor.start_all(services)
         if stop.is_set():
             return 0
-        print(banner(ports=ports, layout=layout, with_exporter=with_exporter), flush=True)
+        text = banner(
+            ports=ports, layout=layout, with_exporter=with_exporter, with_alerting=with_alerting
+        )
+        print(text, flush=True)
         await supervisor.watch(duration=args.duration)
         return 0
     except ServiceFailed as exc:
@@ -111,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voicedrive-demo: {exc}", file=sys.stderr)
         return 2
-    needed = ["sim-api", "sim-admin", "db-proxy", "postgres", "exporter"]
-    busy = busy_ports(ports, needed)
+    busy = busy_ports(ports, list(DEFAULT_PORTS))
     if busy:
         taken = ", ".join(f"{name} ({ports[name]})" for name in busy)
         print(

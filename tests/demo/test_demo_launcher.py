@@ -1,135 +1,46 @@
 """``voicedrive-demo`` end to end: PostgreSQL, simulator and exporter start, answer, react to a
-fault, and SIGTERM or the end of ``--duration`` stops every process the launcher started."""
+fault, and SIGTERM or the end of ``--duration`` stops every process the launcher started.
+
+These run without the alerting half (``--no-alerting``); test_demo_alerting.py covers it.
+"""
 
 import asyncio
 import json
-import re
-import selectors
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-import psutil
 import pytest
+from demo_helpers import Demo, alive, get, start_demo, stop_demo
 
 from voicedrive_common.throwaway_pg import free_port
 from voicedrive_demo.stack import exporter_available
 
 pytestmark = pytest.mark.integration
-_URL = re.compile(r"^\s+(simulator API|simulator admin API|exporter|database \(proxy\))\s+(\S+)")
-
-
-@dataclass
-class Demo:
-    """A running launcher, the URLs from its banner, and its descendants at start."""
-
-    proc: "subprocess.Popen[bytes]"
-    urls: dict[str, str]
-    banner: str
-    children: list[psutil.Process]
-    dir: Path
-
-    @property
-    def token(self) -> str:
-        """The simulator admin token the demo wrote."""
-        return (self.dir / "sim-admin-token").read_text().strip()
-
-    @property
-    def auth(self) -> dict[str, str]:
-        """Admin API headers."""
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def _start_demo(tmp_path: Path, *args: str) -> Demo:
-    with (tmp_path / "demo.stderr").open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voicedrive_demo",
-                "--dir",
-                str(tmp_path / "demo"),
-                "--base-port",
-                "0",
-                *args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            bufsize=0,  # unbuffered, so select() sees every line that readline() has not read
-        )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        # The banner ends with an empty line after its "Try:" block.
-        while not ("Try:\n" in lines and lines[-1] == "\n"):
-            if not selector.select(max(deadline - time.monotonic(), 0.0)):
-                proc.kill()
-                raise AssertionError("no banner within 60 s")
-            line = proc.stdout.readline()
-            if not line:
-                stderr = (tmp_path / "demo.stderr").read_text()
-                raise AssertionError(f"demo ended before its banner:\n{stderr}")
-            lines.append(line.decode())
-    urls = {}
-    for line in lines:
-        match = _URL.match(line)
-        if match:
-            urls[match.group(1)] = match.group(2)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    return Demo(proc, urls, "".join(lines), children, tmp_path / "demo")
-
-
-def _stop(demo: Demo) -> int:
-    demo.proc.send_signal(signal.SIGTERM)
-    return demo.proc.wait(30)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo on free ports, shared by the tests that only look at it."""
-    running = _start_demo(tmp_path_factory.mktemp("demo"), "--duration", "120")
+    running = start_demo(tmp_path_factory.mktemp("demo"), "--no-alerting", "--duration", "120")
     yield running
     if running.proc.poll() is None:
-        _stop(running)
+        stop_demo(running)
 
 
 @pytest.fixture
 def own_demo(tmp_path: Path) -> Iterator[Demo]:
     """A demo of the test's own, for tests that stop it."""
-    running = _start_demo(tmp_path, "--duration", "120")
+    running = start_demo(tmp_path, "--no-alerting", "--duration", "120")
     yield running
     if running.proc.poll() is None:
         running.proc.kill()
         running.proc.wait(10)
-
-
-def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
-async def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-        session.get(url, headers=headers) as resp,
-    ):
-        return resp.status, await resp.text()
 
 
 def test_exporter_is_installed_so_the_demo_starts_it() -> None:
@@ -137,13 +48,13 @@ def test_exporter_is_installed_so_the_demo_starts_it() -> None:
 
 
 async def test_simulator_answers_at_the_printed_url(demo: Demo) -> None:
-    status, body = await _get(demo.urls["simulator API"])
+    status, body = await get(demo.urls["simulator API"])
     assert status == 200
     assert json.loads(body)["status"] == "ok"
 
 
 async def test_admin_api_answers_with_the_token_the_demo_wrote(demo: Demo) -> None:
-    status, _ = await _get(demo.urls["simulator admin API"], headers=demo.auth)
+    status, _ = await get(demo.urls["simulator admin API"], headers=demo.auth)
     assert status == 200
 
 
@@ -177,7 +88,7 @@ async def test_notification_rows_reach_postgres_through_the_proxy(demo: Demo) ->
 
 
 async def test_exporter_serves_every_probe_with_live_values(demo: Demo) -> None:
-    status, text = await _get(demo.urls["exporter"])
+    status, text = await get(demo.urls["exporter"])
     assert status == 200
     for probe in ("api", "notifications", "database", "backup", "host"):
         assert f'voicedrive_probe_success{{probe="{probe}"}} 1.0' in text
@@ -196,7 +107,7 @@ async def test_injected_fault_shows_in_the_exporter_within_one_interval(demo: De
             deadline = loop.time() + 5 + 4  # the demo's probe interval + probe timeout
             text = ""
             while loop.time() < deadline:
-                _, text = await _get(demo.urls["exporter"])
+                _, text = await get(demo.urls["exporter"])
                 if 'voicedrive_api_up{endpoint="/health"} 0.0' in text:
                     break
                 await asyncio.sleep(0.2)
@@ -207,14 +118,14 @@ async def test_injected_fault_shows_in_the_exporter_within_one_interval(demo: De
 
 def test_sigterm_stops_every_process_the_demo_started(own_demo: Demo) -> None:
     assert len(own_demo.children) >= 3  # postgres, simulator, exporter (and their children)
-    assert _stop(own_demo) == 0
-    assert _alive(own_demo.children) == []
+    assert stop_demo(own_demo) == 0
+    assert alive(own_demo.children) == []
 
 
 def test_duration_stops_the_demo_by_itself(tmp_path: Path) -> None:
-    running = _start_demo(tmp_path, "--duration", "1")
+    running = start_demo(tmp_path, "--no-alerting", "--duration", "1")
     assert running.proc.wait(30) == 0
-    assert _alive(running.children) == []
+    assert alive(running.children) == []
 
 
 def test_busy_port_is_refused_with_a_hint(tmp_path: Path) -> None:
@@ -248,6 +159,6 @@ def test_killed_launcher_leaves_no_orphans(own_demo: Demo) -> None:
     own_demo.proc.kill()  # SIGKILL: the launcher cannot clean up, the kernel must
     own_demo.proc.wait(10)
     deadline = time.monotonic() + 15
-    while _alive(own_demo.children) and time.monotonic() < deadline:
+    while alive(own_demo.children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _alive(own_demo.children) == []
+    assert alive(own_demo.children) == []

@@ -1,0 +1,147 @@
+"""Configs the demo writes for Prometheus, Alertmanager and the receiver.
+
+Prometheus and Alertmanager run with the repo's own ``prometheus/prometheus.yml`` (and its
+generated rules) and ``alertmanager/alertmanager.yml``; the demo changes only what a loopback
+run on other ports needs: addresses, file paths, and Prometheus' intervals (the demo probes
+every few seconds). The receiver's demo config is embedded here: pages go to the console, a
+file outbox and the demo's mail catcher, so no Slack or Twilio credentials are needed.
+"""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voicedrive_demo.ports import DEFAULT_PORTS, HOST, Ports
+
+REPO = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = REPO / "prometheus"
+ALERTMANAGER_DIR = REPO / "alertmanager"
+_LOOPBACK = re.compile(re.escape(HOST) + r":(\d+)\b")
+_HEADER = "# Written by voicedrive-demo from {source} on every start: edit that file instead.\n"
+
+
+def repo_configs_present() -> bool:
+    """Whether this installation carries the repo's Prometheus and Alertmanager files."""
+    return (PROMETHEUS_DIR / "prometheus.yml").is_file() and (
+        ALERTMANAGER_DIR / "alertmanager.yml"
+    ).is_file()
+
+
+def remap_addresses(tree: Any, ports: Ports) -> Any:
+    """``tree`` with every ``127.0.0.1:<default port>`` moved to the demo's port for it."""
+    by_default = {str(port): ports[name] for name, port in DEFAULT_PORTS.items()}
+
+    def swap(match: re.Match[str]) -> str:
+        port = by_default.get(match.group(1))
+        return f"{HOST}:{port}" if port is not None else match.group(0)
+
+    if isinstance(tree, str):
+        return _LOOPBACK.sub(swap, tree)
+    if isinstance(tree, list):
+        return [remap_addresses(item, ports) for item in tree]
+    if isinstance(tree, dict):
+        return {key: remap_addresses(value, ports) for key, value in tree.items()}
+    return tree
+
+
+def render_prometheus(*, ports: Ports, interval: str) -> str:
+    """The repo's prometheus.yml on the demo's ports, rules by absolute path, short intervals."""
+    source = PROMETHEUS_DIR / "prometheus.yml"
+    config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)
+    config["global"]["scrape_interval"] = interval
+    config["global"]["evaluation_interval"] = interval
+    timeout = config["global"].get("scrape_timeout")
+    if timeout is not None:
+        config["global"]["scrape_timeout"] = interval  # must not exceed the scrape interval
+    config["rule_files"] = [
+        pattern if Path(pattern).is_absolute() else str(PROMETHEUS_DIR / pattern)
+        for pattern in config.get("rule_files", [])
+    ]
+    return _HEADER.format(source=source) + yaml.safe_dump(config, sort_keys=False)
+
+
+def render_alertmanager(*, ports: Ports, token_file: Path) -> str:
+    """The repo's alertmanager.yml on the demo's ports, with the demo's receiver token file."""
+    source = ALERTMANAGER_DIR / "alertmanager.yml"
+    config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)
+    for receiver in config.get("receivers", []):
+        for webhook in receiver.get("webhook_configs", []):
+            auth = webhook.get("http_config", {}).get("authorization")
+            if auth is not None and "credentials_file" in auth:
+                auth["credentials_file"] = str(token_file)
+    return _HEADER.format(source=source) + yaml.safe_dump(
+        config, sort_keys=False, allow_unicode=True
+    )
+
+
+_RECEIVER = """\
+# Written by voicedrive-demo on every start (embedded defaults). Every key is documented in
+# alertmanager/receiver.example.yml.
+language: ja
+
+server:
+  auth:
+    bearer_token_file: {token_file}
+  metrics_auth: open
+  external_url: {receiver_url}
+
+store:
+  sqlite:
+    path: {store}
+
+contacts:
+  operator:
+    display_name: 受信機オペレーター
+  tech_lead:
+    display_name: 技術責任者
+    email: tech-lead@voicedrive.example
+  hotline:
+    display_name: 緊急ホットライン (24時間)
+    email: hotline@voicedrive.example
+  person_in_charge:
+    display_name: 責任者 (直通)
+    email: person-in-charge@voicedrive.example
+  management:
+    display_name: 経営層
+    email: management@voicedrive.example
+
+channels:
+  console:
+    type: console
+    stdout: true
+    file: {outbox}
+  email:
+    type: email
+    host: 127.0.0.1
+    port: {smtp_port}
+    security: none
+    from: alerts@voicedrive.example
+    from_name: VoiceDrive 監視
+
+fanout:
+  cumulative: true
+  targets:
+    - {{level: 1, channel: console, to: [operator]}}
+    - {{level: 2, channel: email, to: [tech_lead]}}
+    # Without SMS and phone credentials the demo's stand-ins for the SMS (Level 3) and the
+    # phone call (Level 4) are mails, so each level stays visible in the mail catcher.
+    - {{level: 3, channel: email, to: [hotline]}}
+    - {{level: 4, channel: email, to: [person_in_charge, management]}}
+
+outbox:
+  dead_letter_report:
+    - {{channel: console, to: [operator]}}
+"""
+
+
+def render_receiver(*, ports: Ports, token_file: Path, store: Path, outbox: Path) -> str:
+    """The receiver config of the demo: console + file outbox + mail to the catcher."""
+    return _RECEIVER.format(
+        token_file=token_file,
+        receiver_url=ports.url("receiver"),
+        store=store,
+        outbox=outbox,
+        smtp_port=ports["smtp"],
+    )

@@ -21,7 +21,8 @@ from voicedrive_receiver.rendering import TemplateSettings, parse_template_setti
 CHANNEL_KINDS = ("slack", "email", "sms", "phone", "webhook", "console")
 # Kinds that post to one place configured on the channel itself: a contact needs no address.
 ADDRESSLESS_KINDS = frozenset({"slack", "webhook", "console"})
-AUDIENCE_KEYWORDS = ("owning_team", "owning_role", "joint_team")
+# on_duty: whoever the lifecycle's on-call schedule has on duty (its fallback in a gap).
+AUDIENCE_KEYWORDS = ("owning_team", "owning_role", "joint_team", "on_duty")
 Language = Literal["ja", "en"]
 
 

@@ -3,6 +3,7 @@
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from voicedrive_receiver.channels.base import RenderedMessage
@@ -11,7 +12,13 @@ from voicedrive_receiver.identity import delivery_id, notification_identity, pai
 from voicedrive_receiver.levels import LevelDecision, alert_level, group_level
 from voicedrive_receiver.models import Alert, Notification
 from voicedrive_receiver.rendering import build_context
-from voicedrive_receiver.routing import Route, ownership, resolved_routes, routes_for_level
+from voicedrive_receiver.routing import (
+    Route,
+    duty_notes,
+    ownership,
+    resolved_routes,
+    routes_for_level,
+)
 from voicedrive_receiver.store.base import AlertRecord, GroupState, IngestBatch, NewOutboxRow
 
 # render(channel_kind, status, language, context) -> RenderedMessage; never raises.
@@ -105,8 +112,9 @@ def make_planner(
             return []
         level = max(batch.level, state.incident_level)
         routes: tuple[Route, ...]
+        at = datetime.fromtimestamp(batch.received_at, UTC)
         if batch.status == "firing":
-            routes = routes_for_level(level, owner, config)
+            routes = routes_for_level(level, owner, config, at=at)
         else:
             routes = resolved_routes(state.firing_routes, config)
         incident_url = (
@@ -127,6 +135,12 @@ def make_planner(
             group_key=notification.group_key,
             receiver=notification.receiver,
         )
+        if batch.status == "firing":
+            # Nobody on duty: the fallback was paged, and the message says so (issue 5).
+            short, full = duty_notes(level, owner, config, at)
+            if short:
+                context["summary"] = f"{short} {context['summary']}"
+                context["description"] = f"{full} {context['description']}".strip()
         rendered: dict[str, dict[str, Any]] = {}
         rows = []
         for route in routes:

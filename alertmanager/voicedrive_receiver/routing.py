@@ -2,8 +2,10 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from voicedrive_receiver.config import ADDRESSLESS_KINDS, ReceiverConfig
+from voicedrive_receiver.lifecycle.oncall import ON_DUTY, OnDuty, on_duty
 from voicedrive_receiver.models import Alert
 
 
@@ -48,8 +50,26 @@ def ownership(alerts: Iterable[Alert], config: ReceiverConfig) -> Ownership:
     return Ownership(systems=systems, components=components, teams=teams, roles=roles)
 
 
-def audience_contacts(token: str, owner: Ownership, config: ReceiverConfig) -> tuple[str, ...]:
+def on_duty_of(owner: Ownership, config: ReceiverConfig, at: datetime) -> OnDuty:
+    """Who the on-call schedule has on duty for the owning teams and roles at ``at``."""
+    roles_by_team = {
+        team: tuple(r for r in owner.roles if config.roles[r].team == team) for team in owner.teams
+    }
+    return on_duty(config.lifecycle.schedule, at=at, teams=owner.teams, roles_by_team=roles_by_team)
+
+
+def audience_contacts(
+    token: str, owner: Ownership, config: ReceiverConfig, *, at: datetime | None = None
+) -> tuple[str, ...]:
     """Contact keys named by one audience token of the fan-out config."""
+    if token == ON_DUTY:
+        schedule = config.lifecycle.schedule
+        if schedule is None:
+            return ()
+        if at is None:
+            # No instant to look the schedule up at: the fallback never misses anyone.
+            return schedule.fallback.contacts
+        return on_duty_of(owner, config, at).contacts
     if token == "owning_team":  # noqa: S105 - audience keyword
         return tuple(m for t in owner.teams for m in config.teams[t].members)
     if token == "owning_role":  # noqa: S105 - audience keyword
@@ -66,8 +86,32 @@ def audience_contacts(token: str, owner: Ownership, config: ReceiverConfig) -> t
     return (token,) if token in config.contacts else ()
 
 
-def routes_for_level(level: int, owner: Ownership, config: ReceiverConfig) -> tuple[Route, ...]:
-    """Every (channel, contact) that hears about a group at ``level``, sorted, no duplicates."""
+def uses_on_duty(level: int, config: ReceiverConfig) -> bool:
+    """Whether a target applying at ``level`` pages the ``on_duty`` audience."""
+    return any(
+        ON_DUTY in t.to
+        for t in config.fanout.targets
+        if (t.level <= level if config.fanout.cumulative else t.level == level)
+    )
+
+
+def duty_notes(
+    level: int, owner: Ownership, config: ReceiverConfig, at: datetime
+) -> tuple[str, str]:
+    """(summary prefix, description text) stating an on-call gap; empty when there is none."""
+    if not uses_on_duty(level, config):
+        return "", ""
+    return on_duty_of(owner, config, at).notes(config.language)
+
+
+def routes_for_level(
+    level: int, owner: Ownership, config: ReceiverConfig, *, at: datetime | None = None
+) -> tuple[Route, ...]:
+    """Every (channel, contact) that hears about a group at ``level``, sorted, no duplicates.
+
+    ``at`` is when the notification arrived: the ``on_duty`` audience is read from the on-call
+    schedule at that instant.
+    """
     routes: set[Route] = set()
     for target in config.fanout.targets:
         applies = target.level <= level if config.fanout.cumulative else target.level == level
@@ -75,7 +119,7 @@ def routes_for_level(level: int, owner: Ownership, config: ReceiverConfig) -> tu
             continue
         kind = config.channels[target.channel].kind
         for token in target.to:
-            for contact in audience_contacts(token, owner, config):
+            for contact in audience_contacts(token, owner, config, at=at):
                 known = config.contacts.get(contact)
                 if known is None:
                     continue

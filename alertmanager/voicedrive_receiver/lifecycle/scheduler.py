@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from voicedrive_common.clock import Clock, sleep_until_stopped
@@ -25,7 +25,13 @@ from voicedrive_receiver.lifecycle.tokyo import format_time
 from voicedrive_receiver.models import Alert
 from voicedrive_receiver.planning import Render, rendered_to_json
 from voicedrive_receiver.rendering import build_context
-from voicedrive_receiver.routing import Route, audience_contacts, ownership, routes_for_level
+from voicedrive_receiver.routing import (
+    Route,
+    audience_contacts,
+    duty_notes,
+    ownership,
+    routes_for_level,
+)
 from voicedrive_receiver.store.base import NewOutboxRow
 
 log = logging.getLogger(__name__)
@@ -157,7 +163,7 @@ class LifecycleScheduler:
         now: float,
         alerts: list[dict[str, Any]],
     ) -> list[NewOutboxRow]:
-        message = self._message(incident, action, alerts)
+        message = self._message(incident, action, alerts, now)
         if message is None:
             return []
         rendered: dict[str, dict[str, Any]] = {}
@@ -187,20 +193,25 @@ class LifecycleScheduler:
         return rows
 
     def _message(
-        self, incident: StoredIncident, action: Action, alerts: list[dict[str, Any]]
+        self, incident: StoredIncident, action: Action, alerts: list[dict[str, Any]], now: float
     ) -> _Message | None:
         if isinstance(action, Close):
             return None
         lang = self.config.language
+        at = datetime.fromtimestamp(now, UTC)
         owner = ownership(_alert_objects(alerts), self.config)
         level = incident.lifecycle.level
-        routes = set(routes_for_level(level, owner, self.config))
+        routes = set(routes_for_level(level, owner, self.config, at=at))
         context = self._context(incident, alerts, level)
+        short, full = duty_notes(level, owner, self.config, at)
+        summary = f"{short} {incident.summary}" if short else incident.summary
+        if full:
+            context["description"] = f"{full} {context.get('description', '')}".strip()
         if isinstance(action, Escalate):
             after = self.settings.escalation.level(action.from_level).escalate_after
             minutes = int(after.total_seconds() // 60) if after else 0
             context["summary"] = _ESCALATED[lang].format(
-                from_level=action.from_level, to_level=action.to_level, summary=incident.summary
+                from_level=action.from_level, to_level=action.to_level, summary=summary
             )
             why = _ESCALATED_WHY[lang].format(minutes=minutes, to_level=action.to_level)
             context["description"] = f"{why} {context.get('description', '')}".strip()
@@ -212,11 +223,11 @@ class LifecycleScheduler:
         for channel in top_channels:
             kind = self.config.channels[channel].kind
             for token in action.audience:
-                for contact in audience_contacts(token, owner, self.config):
+                for contact in audience_contacts(token, owner, self.config, at=at):
                     known = self.config.contacts.get(contact)
                     if known and (kind in ADDRESSLESS_KINDS or kind in known.addresses):
                         routes.add(Route(channel, contact))
-        context["summary"] = _REPAGED[lang].format(round=action.round, summary=incident.summary)
+        context["summary"] = _REPAGED[lang].format(round=action.round, summary=summary)
         return _Message(tuple(sorted(routes)), context, "repage")
 
     def _context(

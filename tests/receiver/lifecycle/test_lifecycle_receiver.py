@@ -7,10 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rx_helpers import TOKEN, Harness, alert, config_text, harness, make_config, payload
+from rx_helpers import (
+    FAKE_TYPES,
+    TOKEN,
+    Harness,
+    alert,
+    config_text,
+    harness,
+    make_config,
+    payload,
+)
 
 from voicedrive_common.clock import FakeClock
+from voicedrive_common.confload import parse_yaml
+from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver.config import ReceiverConfig, parse_config
 from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
 
@@ -309,8 +321,36 @@ def test_unknown_contact_in_schedule_is_a_config_error_naming_the_file(tmp_path:
         ' end: "12:00", team: voicedrive, contacts: [hotline]}]\n',
         encoding="utf-8",
     )
-    from voicedrive_common.errors import ConfigError
-
     with pytest.raises(ConfigError, match=r"lifecycle\.schedule_file: .*unknown contact 'nobody'"):
         make_config(tmp_path, extra=f"lifecycle: {{schedule_file: {schedule}}}\n")
-    assert config_text(tmp_path)
+
+
+def on_duty_config(tmp_path: Path) -> ReceiverConfig:
+    text = config_text(tmp_path, extra=LIFECYCLE_CONFIG).replace(
+        "{level: 3, channel: sms, to: [hotline, team:medical]}",
+        "{level: 3, channel: sms, to: [on_duty]}",
+    )
+    assert "to: [on_duty]" in text
+    return parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
+
+
+async def test_sms_goes_to_whoever_is_on_duty(tmp_path: Path, clock: FakeClock) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(on_duty_config(tmp_path), store, clock) as h:
+        # 2025-09-01 09:00 JST: the infrastructure team is on site (08:00-12:00).
+        await h.post(payload(alert(level="3")))
+        await h.drain()
+        assert sms_contacts(h) == ["infra_engineer"]
+        assert "当番不在" not in h.channels["sms"].sent[0].rendered.text
+
+
+async def test_sms_in_an_uncovered_hour_goes_to_the_fallback_and_says_so(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(on_duty_config(tmp_path), store, clock) as h:
+        clock.advance(3.5 * 3600)  # 12:30 JST: the lunch hour nobody is named for
+        await h.post(payload(alert(level="3", starts_at="2025-09-01T12:30:00+09:00")))
+        await h.drain()
+        assert sms_contacts(h) == ["hotline"]
+        assert "［当番不在: 代替連絡先に送信］" in h.channels["sms"].sent[0].rendered.text

@@ -285,7 +285,9 @@ def _endpoint(node: Node, base_url: str | None) -> Endpoint:
         url = base_url.rstrip("/") + path
         default_name = path
     accepted = _statuses(node)
-    check: BodyCheck | None = BodyCheck()
+    method = node.text("method", "GET", choices=("GET", "HEAD", "POST"))
+    # A HEAD response has no body to check, so HEAD endpoints check only the status by default.
+    check: BodyCheck | None = None if method == "HEAD" else BodyCheck()
     if node.has("body_check"):
         raw = node.raw("body_check")
         if raw is False:
@@ -300,7 +302,7 @@ def _endpoint(node: Node, base_url: str | None) -> Endpoint:
     endpoint = Endpoint(
         name=node.text("name", default_name),
         url=url,
-        method=node.text("method", "GET", choices=("GET", "HEAD", "POST")),
+        method=method,
         accepted_status=accepted,
         body_check=check,
         headers=headers,

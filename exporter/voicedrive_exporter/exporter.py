@@ -1,5 +1,6 @@
 """The running exporter: config, probes, snapshot store and the HTTP endpoints around them."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from html import escape
@@ -46,6 +47,7 @@ class Exporter:
         self._session_factory = session_factory or _default_session
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: Scheduler | None = None
+        self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Open the HTTP client and start probing."""
@@ -72,8 +74,12 @@ class Exporter:
         """Re-read the config file; on any error keep running the old config."""
         if self.config_path is None:
             return False
+        async with self._reload_lock:  # two quick SIGHUPs must not interleave stop and start
+            return await self._reload(self.config_path)
+
+    async def _reload(self, path: str | Path) -> bool:
         try:
-            config = load_config(self.config_path)
+            config = load_config(path)
         except ConfigError as exc:
             log.error("config reload failed, keeping the previous config", extra={"err": str(exc)})
             self.store.reloaded(False)
@@ -83,7 +89,7 @@ class Exporter:
         self.config = config
         self._start_scheduler()
         self.store.reloaded(True)
-        log.info("config reloaded", extra={"file": str(self.config_path)})
+        log.info("config reloaded", extra={"file": str(path)})
         return True
 
     async def stop(self) -> None:

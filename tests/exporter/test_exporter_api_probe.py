@@ -131,6 +131,11 @@ async def test_refused_connection_is_down_with_reason_refused(deps: ProbeDeps) -
     assert (await api.probe(settings(yaml), deps=deps)).reasons == ("refused",)
 
 
+async def test_unresolvable_host_is_down_with_reason_dns(deps: ProbeDeps) -> None:
+    yaml = "api: {endpoints: [{url: 'http://no-such-host.invalid/health'}]}"
+    assert (await api.probe(settings(yaml), deps=deps)).reasons == ("dns",)
+
+
 def endless_app(chunk: bytes, pause: float) -> web.Application:
     async def handler(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()

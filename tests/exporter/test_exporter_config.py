@@ -181,6 +181,12 @@ def test_accepted_status_takes_codes_and_classes() -> None:
     assert [endpoint.accepts(s) for s in (204, 200, 302, 404)] == [True, False, True, False]
 
 
+def test_head_endpoints_check_only_the_status_by_default() -> None:
+    config = parse_config("api: {base_url: http://x, endpoints: [{path: /a, method: HEAD}]}")
+    assert config.api is not None
+    assert config.api.endpoints[0].body_check is None
+
+
 def test_config_check_exits_0_for_a_valid_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -78,10 +78,10 @@ async def _one(
         samples.append(
             sample("voicedrive_api_failure_info", 1, endpoint=endpoint.name, reason=reason)
         )
-        log.warning(
-            "api probe failed",
-            extra={"endpoint": endpoint.name, "reason": reason, "status": status},
-        )
+        extra: dict[str, object] = {"endpoint": endpoint.name, "reason": reason}
+        if status is not None:
+            extra["status"] = status
+        log.warning("api probe failed", extra=extra)
     return ProbeResult(
         success=reason is None,
         samples=tuple(samples),

@@ -256,3 +256,10 @@ def test_missing_overrides_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_thresholds(overrides=tmp_path / "nope.yml")
     assert "nope.yml: <root>: cannot read file" in str(info.value)
+
+
+def test_example_overrides_file_loads() -> None:
+    t = load_thresholds(overrides=DEFAULT_PATH.parent / "overrides.example.yml")
+    assert t.alert("VoiceDriveAPISlow").threshold == 0.8
+    assert t.alert("VoiceDriveBackupStale").threshold == 50 * 3600
+    assert t.settings.grafana_url == "https://grafana.example.jp"

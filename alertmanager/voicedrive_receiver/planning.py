@@ -10,6 +10,7 @@ from voicedrive_receiver.channels.base import RenderedMessage
 from voicedrive_receiver.config import ReceiverConfig
 from voicedrive_receiver.identity import delivery_id, notification_identity, pair_key
 from voicedrive_receiver.levels import LevelDecision, alert_level, group_level
+from voicedrive_receiver.lifecycle.hold import hold_row, release_time
 from voicedrive_receiver.models import Alert, Notification
 from voicedrive_receiver.rendering import build_context
 from voicedrive_receiver.routing import (
@@ -141,6 +142,10 @@ def make_planner(
             if short:
                 context["summary"] = f"{short} {context['summary']}"
                 context["description"] = f"{full} {context['description']}".strip()
+        # Outside business hours, low levels wait for the hold team (issue 5): parked rows.
+        hold = config.lifecycle.hold
+        release = release_time(hold, level=level, at=at) if batch.status == "firing" else None
+        held = set(config.teams[hold.team].members) if hold.team in config.teams else set()
         rendered: dict[str, dict[str, Any]] = {}
         rows = []
         for route in routes:
@@ -148,21 +153,22 @@ def make_planner(
             if kind not in rendered:
                 message = render(kind, batch.status, config.language, context)
                 rendered[kind] = rendered_to_json(message)
-            rows.append(
-                NewOutboxRow(
-                    delivery_id=delivery_id(batch.identity, route.channel, route.contact),
-                    pair_key=pair_key(batch.group_key, route.channel, route.contact),
-                    purpose="notification",
-                    incident_id=state.incident_id,
-                    group_key=batch.group_key,
-                    channel=route.channel,
-                    contact=route.contact,
-                    status=batch.status,
-                    level=level,
-                    rendered=rendered[kind],
-                    not_before=batch.received_at,
-                )
+            row = NewOutboxRow(
+                delivery_id=delivery_id(batch.identity, route.channel, route.contact),
+                pair_key=pair_key(batch.group_key, route.channel, route.contact),
+                purpose="notification",
+                incident_id=state.incident_id,
+                group_key=batch.group_key,
+                channel=route.channel,
+                contact=route.contact,
+                status=batch.status,
+                level=level,
+                rendered=rendered[kind],
+                not_before=batch.received_at,
             )
+            if release is not None and route.contact in held:
+                row = hold_row(row, release)
+            rows.append(row)
         return rows
 
     return planner

@@ -18,6 +18,7 @@ from voicedrive_receiver.config import ADDRESSLESS_KINDS, ReceiverConfig
 from voicedrive_receiver.errors import StoreUnavailable
 from voicedrive_receiver.identity import delivery_id, pair_key
 from voicedrive_receiver.lifecycle.escalation import Action, Close, Escalate, Repage
+from voicedrive_receiver.lifecycle.hold import release_digests
 from voicedrive_receiver.lifecycle.metrics import LifecycleMetrics
 from voicedrive_receiver.lifecycle.persistence import Applied, LifecycleStore, StoredIncident
 from voicedrive_receiver.lifecycle.settings import LifecycleConfig
@@ -117,6 +118,16 @@ class LifecycleScheduler:
             )
             self._account(applied)
             done.append(applied)
+        released = await release_digests(
+            self.store.store, policy=self.settings.hold, now=now, lang=self.config.language
+        )
+        for channel in released.channels:
+            self.wake(channel)
+        if released.digests:
+            log.info(
+                "held messages released as digests",
+                extra={"digests": released.digests, "items": released.items},
+            )
         await self.check_watchdog(now)
         return done
 

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,62 @@ async def test_sms_in_an_uncovered_hour_goes_to_the_fallback_and_says_so(
         await h.drain()
         assert sms_contacts(h) == ["hotline"]
         assert "［当番不在: 代替連絡先に送信］" in h.channels["sms"].sent[0].rendered.text
+
+
+def medical_email_config(tmp_path: Path) -> ReceiverConfig:
+    text = config_text(tmp_path, extra=LIFECYCLE_CONFIG).replace(
+        "{level: 2, channel: email, to: [tech_lead]}",
+        "{level: 2, channel: email, to: [tech_lead, team:medical]}",
+    )
+    assert "team:medical]}" in text
+    return parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
+
+
+def email_contacts(h: Harness) -> list[str]:
+    return [m.recipient.contact for m in h.channels["email"].sent]
+
+
+async def test_level2_for_the_medical_team_after_hours_is_held_and_sent_as_one_digest(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(medical_email_config(tmp_path), store, clock) as h:
+        clock.advance(9 * 3600)  # Monday 2025-09-01 18:00:00 JST: business hours are over
+        first = await h.post(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
+        clock.advance(2 * 3600)
+        other = alert(
+            fingerprint="fp2", component="notifications", starts_at="2025-09-01T20:00:00+09:00"
+        )
+        second = await h.post(payload(other, group_key='{}:{component="notifications"}'))
+        # Acknowledged by VoiceDrive at once, so nothing escalates overnight.
+        for resp in (first, second):
+            incident_id = (await resp.json())["incident_id"]
+            ack = f"/api/incidents/{incident_id}/ack"
+            assert (await h.client.post(ack, json={"by": "sato"}, headers=AUTH)).status == 200
+        await h.drain()
+        assert email_contacts(h) == ["tech_lead", "tech_lead"]
+        # Tuesday 07:59:59 is still outside; 08:00:00 is the next business start.
+        clock.set(datetime.fromisoformat("2025-09-02T07:59:59+09:00"))
+        await life(h).scheduler.run_once()
+        await h.drain()
+        assert email_contacts(h) == ["tech_lead", "tech_lead"]
+        clock.advance(1)
+        await life(h).scheduler.run_once()
+        await life(h).scheduler.run_once()
+        await h.drain()
+        assert email_contacts(h) == ["tech_lead", "tech_lead", "medical_ops"]
+        digest = h.channels["email"].sent[-1].rendered
+        assert digest.subject == "営業時間外に保留した通知（2件）"
+        assert digest.text.count("[Level 2]") == 2
+
+
+async def test_level3_for_the_medical_team_after_hours_goes_at_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(medical_email_config(tmp_path), store, clock) as h:
+        clock.advance(10 * 3600)  # 19:00 JST
+        await h.post(payload(alert(level="3", starts_at="2025-09-01T19:00:00+09:00")))
+        await h.drain()
+        assert "medical_ops" in email_contacts(h)
+        assert "medical_ops" in sms_contacts(h)

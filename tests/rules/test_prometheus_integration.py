@@ -35,10 +35,12 @@ OVERRIDES = {
     "alerts": {
         "VoiceDriveAPISlow": {"params": {"window": "6s"}, "for": "7s"},
         "VoiceDriveDatabaseDown": {"for": "3s"},
+        "VoiceDriveExporterDown": {"for": "3s"},
     }
 }
 API_SLOW_FOR_S = 7.0
 DB_DOWN_FOR_S = 3.0
+EXPORTER_DOWN_FOR_S = 3.0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Stack:
     admin_url: str
     exporter_url: str
     prometheus_url: str
+    procs: "Processes"
 
 
 def _get(url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -108,20 +111,25 @@ class Processes:
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        """Start ``argv`` with output to ``<logdir>/<name>.log``."""
-        log = (self.logdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        log.close()
-        self.procs.append((name, proc))
+        """Start ``argv`` with output appended to ``<logdir>/<name>.log``."""
+        self.commands[name] = (argv, env or {})
+        with (self.logdir / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again with its original command line."""
+        argv, env = self.commands[name]
+        self.start(name, argv, env)
 
     def exited(self) -> str | None:
         """The name of a program that has already exited, if any."""
-        for name, proc in self.procs:
+        for name, proc in self.procs.items():
             if proc.poll() is not None:
                 return name
         return None
@@ -129,21 +137,25 @@ class Processes:
     def logs(self) -> str:
         """The tail of every program's log, for failure messages."""
         parts = []
-        for name, _ in self.procs:
+        for name in self.procs:
             text = (self.logdir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
             parts.append(f"--- {name}\n{text[-3000:]}")
         return "\n".join(parts)
 
+    def stop_one(self, name: str) -> None:
+        """SIGTERM ``name`` and wait for it (SIGKILL after 10 s)."""
+        proc = self.procs[name]
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
     def stop(self) -> None:
         """Stop everything, newest first."""
-        for _, proc in reversed(self.procs):
-            proc.terminate()
-        for _, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        for name in reversed(list(self.procs)):
+            self.stop_one(name)
 
 
 def _bin(name: str) -> str:
@@ -239,6 +251,7 @@ def stack(postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory)
             admin_url=f"http://127.0.0.1:{admin_port}",
             exporter_url=f"http://127.0.0.1:{exporter_port}",
             prometheus_url=f"http://127.0.0.1:{prometheus_port}",
+            procs=procs,
         )
         try:
             _wait(
@@ -310,4 +323,36 @@ def test_database_proxy_down_fires_database_down_and_bringing_it_back_resolves(
     assert alert["labels"]["level"] == "3"
     _wait(
         "VoiceDriveDatabaseDown resolved", lambda: not _alerts(stack, "VoiceDriveDatabaseDown"), 30
+    )
+
+
+def test_stopping_the_exporter_fires_exporter_down_and_restarting_it_resolves(
+    stack: Stack,
+) -> None:
+    _wait("the exporter scraped", lambda: _target_up(stack), START_TIMEOUT_S)
+    stack.procs.stop_one("exporter")
+    try:
+        took = _wait(
+            "VoiceDriveExporterDown firing",
+            lambda: bool(_firing(stack, "VoiceDriveExporterDown")),
+            ALERT_TIMEOUT_S,
+        )
+        [alert] = _firing(stack, "VoiceDriveExporterDown")
+        # Blind, not down: the probe alerts must not fire on the vanished series.
+        assert not _alerts(stack, "VoiceDriveAPIDown")
+        assert not _alerts(stack, "VoiceDriveDatabaseDown")
+    finally:
+        stack.procs.restart("exporter")
+    assert took >= EXPORTER_DOWN_FOR_S
+    assert alert["labels"] == {
+        "alertname": "VoiceDriveExporterDown",
+        "job": "voicedrive-exporter",
+        "instance": stack.exporter_url.removeprefix("http://"),
+        "level": "3",
+        "severity": "critical",
+        "system": "voicedrive",
+        "component": "monitoring",
+    }
+    _wait(
+        "VoiceDriveExporterDown resolved", lambda: not _alerts(stack, "VoiceDriveExporterDown"), 30
     )

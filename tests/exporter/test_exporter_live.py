@@ -281,47 +281,51 @@ async def test_reload_with_a_valid_file_switches_probes(serve: Serve, tmp_path: 
     assert "voicedrive_exporter_config_last_reload_successful 1.0" in text
 
 
-def test_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+async def test_binary_reloads_on_sighup_and_stops_cleanly_on_sigterm_mid_probe(
+    tmp_path: Path, raw_server: RawServe
+) -> None:
+    hang = await raw_server(never_answer)
     path = tmp_path / "exporter.yml"
-    path.write_text(f"backup: {{interval: 5s, path_glob: '{tmp_path}/*.dump'}}\n")
+    path.write_text(
+        f"api: {{interval: 20s, timeout: 15s, endpoints: [{{url: 'http://127.0.0.1:{hang}/h'}}]}}\n"
+    )
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voicedrive_exporter.main",
-            "--config.file",
-            str(path),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voicedrive_exporter.main",
+        "--config.file",
+        str(path),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        stderr=PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
-        assert proc.stderr is not None
-        line = ""
+    stderr = proc.stderr
+    assert stderr is not None
+
+    async def line_with(text: str) -> str:
         for _ in range(50):  # bounded: the first lines of output
-            line = proc.stderr.readline()
-            if "msg=listening" in line:
-                break
-        assert "msg=listening" in line
+            raw: bytes = await asyncio.wait_for(stderr.readline(), 10)
+            line = raw.decode()
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not logged")
+
+    try:
+        await line_with("msg=listening")
         path.write_text("backup: {path_glob: /x, unknown_key: 1}\n")
         proc.send_signal(signal.SIGHUP)
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if "config reload failed" in line:
-                break
-        assert "unknown key 'unknown_key'" in line
+        assert "unknown key 'unknown_key'" in await line_with("config reload failed")
+        # The API probe is inside its 15 s hang: SIGTERM must not wait for it.
+        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert time.monotonic() - started < 3
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
+            await proc.wait()
 
 
 def test_exposition_only_uses_declared_metric_names() -> None:

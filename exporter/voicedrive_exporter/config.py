@@ -217,8 +217,8 @@ def _section_schedule(node: Node, defaults: _Defaults, own: Schedule) -> Schedul
     return Schedule(interval=interval, timeout=timeout)
 
 
-def _url(node: Node, key: str, default: object = ...) -> str:
-    value: str = node.text(key) if default is ... else node.text(key, default)
+def _url(node: Node, key: str) -> str:
+    value: str = node.text(key)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise node.error(key, f"must be an http:// or https:// URL, got {value!r}")
@@ -238,7 +238,7 @@ def _tls_client(node: Node) -> TLSClient:
 
 def _api(node: Node, defaults: _Defaults) -> ApiSettings:
     schedule = _section_schedule(node, defaults, ApiSettings.schedule)
-    base_url = _url(node, "base_url", None) if node.has("base_url") else None
+    base_url = _url(node, "base_url") if node.has("base_url") else None
     tls = _tls_client(node.node("tls"))
     endpoints: list[Endpoint] = []
     if node.has("endpoints"):

@@ -10,7 +10,7 @@ import pytest
 from sim_helpers import Admin, StartSim
 
 from voicedrive_common.secrets import Secret
-from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
 from voicedrive_sim.server import RunningSimulator
 from voicedrive_sim.state import WRITER
 
@@ -157,3 +157,28 @@ async def test_table_refuses_an_unknown_status(
             )
     finally:
         await conn.close()
+
+
+async def test_writer_resumes_after_the_database_comes_back(
+    start_sim: StartSim, postgres: ThrowawayPostgres, session: aiohttp.ClientSession
+) -> None:
+    proxy_port = free_port()
+    dsn = postgres.create_database(f"sim_{uuid.uuid4().hex[:12]}")
+    sim = await start_sim(
+        db_dsn=Secret(_via(dsn, ("127.0.0.1", proxy_port))),
+        rows_per_second=200.0,
+        write_interval=0.05,
+        proxy_host="127.0.0.1",
+        proxy_port=proxy_port,
+        proxy_target_port=postgres.port,
+    )
+    admin = Admin(sim, session)
+    await _wait_rows(sim, 5)
+    await admin.put("db", {"down": True})
+    await asyncio.sleep(0.3)  # the writer must notice the cut before the database returns
+    writer = sim.app[WRITER]
+    assert writer is not None
+    before = writer.rows_written
+    await admin.put("db", {"down": False})
+    await _wait_rows(sim, before + 5)
+    assert (await _counts(dsn))["delivered"] >= before + 5

@@ -140,6 +140,11 @@ async def test_webhook_answers_503_while_postgres_refuses_and_200_after(
         postgres.psql(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608
         )
+        for _ in range(100):  # termination is asynchronous: wait until the backends are gone
+            count = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608
+            if postgres.psql(count).strip() == "0":
+                break
+            await asyncio.sleep(0.05)
         down = await rx.post(payload())
         ready = await rx.client.get("/-/ready")
         postgres.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

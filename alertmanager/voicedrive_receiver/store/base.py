@@ -10,16 +10,17 @@ the same row while the lease holds; a crashed holder's lease runs out and the ro
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from voicedrive_receiver.routing import Route
 from voicedrive_receiver.store.schema import MIGRATIONS, Dialect
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 # Incident statuses; issue-5 lifecycle adds "monitoring" between resolved and closed.
 ACTIVE_STATUSES = ("open", "acknowledged")
@@ -41,6 +42,10 @@ class Connection(Protocol):
         ...
 
 
+# A unit of work: only awaits the Connection, so SQLite can run it on its own thread.
+Work = Callable[["Connection"], Coroutine[Any, Any, T]]
+
+
 class Database(Protocol):
     """What a backend provides to ``SqlStore``."""
 
@@ -50,6 +55,10 @@ class Database(Protocol):
         self, *, lock_key: str | None = None
     ) -> AbstractAsyncContextManager[Connection]:
         """A transaction; ``lock_key`` serialises transactions on the same key across replicas."""
+        ...
+
+    async def run(self, work: "Work[T]", *, lock_key: str | None = None) -> T:
+        """Run ``work`` in a transaction of its own (SQLite may commit several together)."""
         ...
 
     async def close(self) -> None:
@@ -92,7 +101,11 @@ class IngestBatch:
 
 @dataclass(frozen=True)
 class GroupState:
-    """What the planner may know about the group while the ingest transaction holds it."""
+    """What the planner may know about the group while the ingest transaction holds it.
+
+    ``firing_routes`` (who got a firing message of this incident) is filled for resolved
+    notifications only: nothing else needs it.
+    """
 
     incident_id: str | None
     incident_level: int
@@ -383,8 +396,11 @@ class SqlStore:
 
     async def ingest(self, batch: IngestBatch, planner: Planner) -> IngestResult:
         """See Store.ingest."""
-        async with self.db.transaction(lock_key=batch.group_key) as conn:
+
+        async def work(conn: Connection) -> IngestResult:
             return await self._ingest(conn, batch, planner)
+
+        return await self.db.run(work, lock_key=batch.group_key)
 
     async def _ingest(self, conn: Connection, batch: IngestBatch, planner: Planner) -> IngestResult:
         now = batch.received_at
@@ -445,7 +461,7 @@ class SqlStore:
             incident_id,
         )
         firing_routes: tuple[Route, ...] = ()
-        if incident_id is not None:
+        if incident_id is not None and batch.status == "resolved":
             rows = await conn.fetch(
                 "SELECT DISTINCT channel, contact FROM outbox WHERE incident_id = $1 "
                 "AND status = 'firing' AND purpose = 'notification' "
@@ -624,8 +640,11 @@ class SqlStore:
 
     async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: float) -> int:
         """See Store.enqueue."""
-        async with self.db.transaction() as conn:
+
+        async def work(conn: Connection) -> int:
             return await self._insert_outbox(conn, rows, now=now)
+
+        return await self.db.run(work)
 
     async def claim(
         self, channel: str, *, now: float, limit: int, lease: float, owner: str
@@ -642,8 +661,9 @@ class SqlStore:
         )
         if self.dialect == "postgres":
             pick += " FOR UPDATE OF o SKIP LOCKED"
-        async with self.db.transaction() as conn:
-            rows = await conn.fetch(
+
+        async def work(conn: Connection) -> list[Row]:
+            return await conn.fetch(
                 "UPDATE outbox SET lease_owner = $1, lease_until = $2, "  # noqa: S608 - constants
                 f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
                 owner,
@@ -652,13 +672,16 @@ class SqlStore:
                 now,
                 limit,
             )
+
+        rows = await self.db.run(work)
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
     async def mark_delivered(
         self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
     ) -> bool:
         """See Store.mark_delivered."""
-        async with self.db.transaction() as conn:
+
+        async def work(conn: Connection) -> bool:
             done = await conn.fetchrow(
                 "UPDATE outbox SET state = 'delivered', delivered_at = $3, upstream_id = $4, "
                 "lease_owner = NULL, lease_until = NULL, last_error = NULL "
@@ -681,7 +704,9 @@ class SqlStore:
                         "purpose": row.purpose,
                     },
                 )
-        return done is not None
+            return done is not None
+
+        return await self.db.run(work)
 
     async def mark_retry(
         self,
@@ -694,7 +719,8 @@ class SqlStore:
         refund_attempt: bool = False,
     ) -> bool:
         """See Store.mark_retry."""
-        async with self.db.transaction() as conn:
+
+        async def work(conn: Connection) -> bool:
             done = await conn.fetchrow(
                 "UPDATE outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL, "
                 "lease_until = NULL, attempts = attempts - $5 "
@@ -705,11 +731,14 @@ class SqlStore:
                 error[:500],
                 1 if refund_attempt else 0,
             )
-        return done is not None
+            return done is not None
+
+        return await self.db.run(work)
 
     async def mark_dead(self, row: OutboxRow, *, owner: str, now: float, error: str) -> bool:
         """See Store.mark_dead."""
-        async with self.db.transaction() as conn:
+
+        async def work(conn: Connection) -> bool:
             done = await conn.fetchrow(
                 "UPDATE outbox SET state = 'dead', last_error = $3, lease_owner = NULL, "
                 "lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'pending' "
@@ -741,26 +770,34 @@ class SqlStore:
                     "dead_letter",
                     {"channel": row.channel, "contact": row.contact, "status": row.status},
                 )
-        return True
+            return True
+
+        return await self.db.run(work)
 
     async def next_due(self, channel: str) -> float | None:
         """See Store.next_due."""
-        async with self.db.transaction() as conn:
-            row = await conn.fetchrow(
+
+        async def work(conn: Connection) -> Row | None:
+            return await conn.fetchrow(
                 "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at "
                 "THEN lease_until ELSE next_attempt_at END) AS due "
                 "FROM outbox WHERE channel = $1 AND state = 'pending'",
                 channel,
             )
+
+        row = await self.db.run(work)
         return float(row["due"]) if row and row["due"] is not None else None
 
     async def outbox_stats(self) -> list[ChannelStats]:
         """See Store.outbox_stats."""
-        async with self.db.transaction() as conn:
-            rows = await conn.fetch(
+
+        async def work(conn: Connection) -> list[Row]:
+            return await conn.fetch(
                 "SELECT channel, COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox "
                 "WHERE state = 'pending' GROUP BY channel"
             )
+
+        rows = await self.db.run(work)
         return [
             ChannelStats(
                 channel=r["channel"],
@@ -772,11 +809,14 @@ class SqlStore:
 
     async def open_incidents_by_level(self) -> dict[int, int]:
         """See Store.open_incidents_by_level."""
-        async with self.db.transaction() as conn:
-            rows = await conn.fetch(
+
+        async def work(conn: Connection) -> list[Row]:
+            return await conn.fetch(
                 "SELECT level, COUNT(*) AS n FROM incidents "
                 "WHERE status IN ('open', 'acknowledged') GROUP BY level"
             )
+
+        rows = await self.db.run(work)
         return {int(r["level"]): int(r["n"]) for r in rows}
 
     async def list_incidents(
@@ -827,8 +867,11 @@ class SqlStore:
 
     async def ping(self) -> None:
         """See Store.ping."""
-        async with self.db.transaction() as conn:
+
+        async def work(conn: Connection) -> None:
             await conn.fetchrow("SELECT 1 AS one")
+
+        await self.db.run(work)
 
     async def close(self) -> None:
         """See Store.close."""

@@ -8,15 +8,16 @@ the second a duplicate.
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from voicedrive_receiver.errors import StoreUnavailable
-from voicedrive_receiver.store.base import Row, SqlStore
+from voicedrive_receiver.store.base import Row, SqlStore, Work
 from voicedrive_receiver.store.schema import Dialect
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Anything the server or the network can throw at us now; the caller answers 503 and retries.
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -94,6 +95,11 @@ class PostgresDatabase:
         except _UNAVAILABLE as exc:
             log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
             raise StoreUnavailable(f"PostgreSQL store: {type(exc).__name__}") from None
+
+    async def run(self, work: Work[T], *, lock_key: str | None = None) -> T:
+        """``work`` in its own transaction."""
+        async with self.transaction(lock_key=lock_key) as conn:
+            return await work(conn)
 
     async def close(self) -> None:
         """Close the pool."""

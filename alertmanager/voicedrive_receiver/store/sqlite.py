@@ -1,50 +1,92 @@
-"""SQLite backend (WAL): one connection owned by one thread, transactions serialised.
+"""SQLite backend (WAL): one connection owned by one thread, with group commit.
 
-``BEGIN IMMEDIATE`` takes the write lock up front, so two processes sharing a file also
+Units of work (``run``) queue up while a commit is on disk and then run together in one
+``BEGIN IMMEDIATE ... COMMIT``, each inside its own SAVEPOINT, so one fsync acknowledges many
+webhooks and a failing unit rolls back alone. A unit only awaits its Connection, whose methods
+complete at once on the database thread, so the coroutine is driven there without an event
+loop. ``BEGIN IMMEDIATE`` takes the write lock up front, so two processes sharing a file also
 serialise (the busy timeout makes the second wait instead of failing at once).
 """
 
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from voicedrive_receiver.errors import StoreUnavailable
-from voicedrive_receiver.store.base import Row, SqlStore
+from voicedrive_receiver.store.base import Row, SqlStore, Work
 from voicedrive_receiver.store.schema import Dialect
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+# Units committed together at most; bounds the time one batch holds the write lock.
+MAX_BATCH = 256
 
 
 def _sqlite_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
-class _Conn:
+def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Row]:
+    cur = conn.execute(_sqlite_sql(sql), args)
+    try:
+        return [dict(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+class _SyncConn:
+    """A Connection whose awaits never suspend: it runs on the database thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self._conn.execute(_sqlite_sql(sql), args).close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return _rows(self._conn, sql, args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = _rows(self._conn, sql, args)
+        return rows[0] if rows else None
+
+
+class _HopConn:
+    """A Connection used from the event loop: each statement hops to the database thread."""
+
     def __init__(self, db: "SqliteDatabase") -> None:
         self._db = db
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._db.run(lambda c: c.execute(_sqlite_sql(sql), args).close())
+        await self._db.call(lambda c: c.execute(_sqlite_sql(sql), args).close())
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        def go(c: sqlite3.Connection) -> list[Row]:
-            cur = c.execute(_sqlite_sql(sql), args)
-            try:
-                return [dict(r) for r in cur.fetchall()]
-            finally:
-                cur.close()
-
-        return await self._db.run(go)
+        return await self._db.call(lambda c: _rows(c, sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a SQLite unit of work awaited something other than its connection")
+
+
+def _outcome(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"SQLite store: {exc}")
+    return exc
 
 
 class SqliteDatabase:
@@ -58,6 +100,8 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._queue: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Open the file (creating its directory) and set the pragmas."""
@@ -82,36 +126,99 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path!r}: {exc}") from None
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection's thread."""
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("SQLite store is closed")
 
-        def call() -> T:
+        def go() -> T:
             return fn(conn)
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, go)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from None
 
+    async def run(self, work: Work[T], *, lock_key: str | None = None) -> T:
+        """Queue ``work`` for the next group commit and wait until it is on disk."""
+        del lock_key  # the whole file is the lock
+        if self._conn is None:
+            raise StoreUnavailable("SQLite store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop(), name="sqlite-commit")
+        return await future
+
+    async def _commit_loop(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                async with self._lock:
+                    outcomes = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._run_batch, [w for w, _ in batch]
+                    )
+            except BaseException as exc:
+                failure = _outcome(exc)
+                outcomes = [(False, failure)] * len(batch)
+                if not isinstance(exc, Exception):
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(StoreUnavailable("SQLite store is closing"))
+                    raise
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _run_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        if conn is None:
+            return [(False, StoreUnavailable("SQLite store is closed"))] * len(works)
+        try:
+            conn.execute("BEGIN IMMEDIATE").close()
+        except sqlite3.Error as exc:
+            return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
+        outcomes: list[tuple[bool, Any]] = []
+        sync = _SyncConn(conn)
+        try:
+            for work in works:
+                conn.execute("SAVEPOINT unit").close()
+                try:
+                    outcomes.append((True, _drive(work(sync))))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO unit").close()
+                    outcomes.append((False, _outcome(exc)))
+                conn.execute("RELEASE unit").close()
+            conn.execute("COMMIT").close()
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK").close()
+            return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
+        return outcomes
+
     @asynccontextmanager
-    async def transaction(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
-        """BEGIN IMMEDIATE ... COMMIT; the whole file is the lock, so ``lock_key`` is moot."""
+    async def transaction(self, *, lock_key: str | None = None) -> AsyncIterator[_HopConn]:
+        """BEGIN IMMEDIATE ... COMMIT around a block of awaited statements (slower than run)."""
         del lock_key
         async with self._lock:
-            await self.run(lambda c: c.execute("BEGIN IMMEDIATE").close())
+            await self.call(lambda c: c.execute("BEGIN IMMEDIATE").close())
             try:
-                yield _Conn(self)
+                yield _HopConn(self)
             except BaseException:
                 if self._conn is not None:
-                    await asyncio.shield(self.run(lambda c: c.execute("ROLLBACK").close()))
+                    await asyncio.shield(self.call(lambda c: c.execute("ROLLBACK").close()))
                 raise
-            await self.run(lambda c: c.execute("COMMIT").close())
+            await self.call(lambda c: c.execute("COMMIT").close())
 
     async def close(self) -> None:
-        """Close the connection and its thread."""
+        """Finish queued work, then close the connection and its thread."""
+        if self._committer is not None and not self._committer.done():
+            await self._committer
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)

@@ -1,0 +1,415 @@
+"""Receiver benchmark: webhook ingest vs a bare aiohttp handler, ack latency, POST-to-Slack.
+
+    .venv/bin/python bench/receiver_bench.py [--seconds 5] [--concurrency 32] [--rate 200]
+                                             [--no-postgres] [--write bench/RESULTS.md]
+
+Every server is a separate process on loopback, measured in the same run by the same client:
+- ceiling: a bare aiohttp app answering 200 to POST /webhook (reads the body, nothing else);
+- the receiver with its SQLite store (WAL, synchronous=FULL) and with PostgreSQL (a throwaway
+  cluster, fsync off as in the tests), fanning each payload out to a fake Slack webhook.
+Measures: closed-loop throughput at ``--concurrency``; open-loop acknowledgement latency at
+``--rate`` payloads/s (p50/p99); end-to-end median from the POST to the fake Slack receiving
+the message (sequential posts, so queueing does not blur it).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"  # noqa: S105 - a throwaway token for loopback servers
+BEGIN = "<!-- BEGIN receiver-bench -->"
+END = "<!-- END receiver-bench -->"
+
+CEILING_APP = """
+import sys
+from aiohttp import web
+
+async def handle(request):
+    await request.read()
+    return web.json_response({"status": "ok"})
+
+app = web.Application()
+app.router.add_post("/webhook", handle)
+app.router.add_get("/-/ready", lambda r: web.Response(text="OK"))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def receiver_config(store: str, slack_url: str) -> str:
+    """Level 1 -> one Slack message per payload."""
+    return f"""
+server:
+  auth: {{bearer_token: {TOKEN}}}
+store:
+  {store}
+contacts:
+  room: {{}}
+channels:
+  slack: {{type: slack, webhook_url: "{slack_url}"}}
+fanout:
+  targets:
+    - {{level: 1, channel: slack, to: [room]}}
+outbox:
+  concurrency: 8
+  poll_interval: 1s
+"""
+
+
+GROUPS = 20
+
+
+def body(n: int, run: str) -> bytes:
+    """A distinct Level 1 notification: a new alert joins one of ``GROUPS`` groups.
+
+    Every payload is a new notification (a real insert and a real Slack message) while the
+    number of incidents stays that of a bad day, not one per payload.
+    """
+    marker = f"bench-{run}-{n}"
+    group = f"bench-{run}-group-{n % GROUPS}"
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "Bench", "level": "1", "system": "voicedrive", "n": marker},
+        "annotations": {"summary": marker},
+        "startsAt": "2025-09-01T09:00:00.000000001+09:00",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": f"{n:016x}",
+    }
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": f'{{}}:{{group="{group}"}}',
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "bench",
+            "groupLabels": {"group": group},
+            "commonLabels": alert["labels"],
+            "commonAnnotations": alert["annotations"],
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [alert],
+        }
+    ).encode()
+
+
+class FakeSlack:
+    """An incoming-webhook stand-in recording when each marker arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Future[float]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        now = time.perf_counter()
+        text = await request.text()
+        start = text.find("bench-")
+        if start >= 0:
+            end = start
+            while end < len(text) and (text[end].isalnum() or text[end] == "-"):
+                end += 1
+            marker = text[start:end]
+            self.arrived.setdefault(marker, now)
+            waiter = self.waiters.pop(marker, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+        return web.Response(text="ok")
+
+
+@asynccontextmanager
+async def fake_slack() -> AsyncIterator[tuple[FakeSlack, str]]:
+    """The fake Slack on 127.0.0.1, port 0."""
+    slack = FakeSlack()
+    app = web.Application()
+    app.router.add_post("/services/T/B/X", slack.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield slack, f"http://127.0.0.1:{port}/services/T/B/X"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def server(cmd: list[str], port: int, log: Path, env: dict[str, str]) -> AsyncIterator[str]:
+    """Start a server process; yield its base URL once /-/ready answers."""
+    out = open(log, "ab")  # noqa: ASYNC230, SIM115 - a log file for the child, closed below
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(400):
+                if proc.returncode is not None:
+                    raise SystemExit(f"{cmd[0]} exited; see {log}")
+                with suppress(aiohttp.ClientError):
+                    async with session.get(f"{url}/-/ready") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            else:
+                raise SystemExit(f"server not ready; see {log}")
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        out.close()
+
+
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+async def throughput(url: str, *, seconds: float, concurrency: int) -> float:
+    """Closed loop: payloads acknowledged per second with ``concurrency`` clients."""
+    run = uuid.uuid4().hex[:8]
+    counter = iter(range(10**9))
+    done = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with session.post(
+                    f"{url}/webhook", data=body(next(counter), run), headers=HEADERS
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise SystemExit(f"unexpected {resp.status} from {url}")
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return done / elapsed
+
+
+async def ack_latency(url: str, *, seconds: float, rate: float) -> tuple[float, float, int]:
+    """Open loop at ``rate``/s: (p50 ms, p99 ms, requests)."""
+    run = uuid.uuid4().hex[:8]
+    total = int(seconds * rate)
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(n: int) -> None:
+            start = time.perf_counter()
+            async with session.post(f"{url}/webhook", data=body(n, run), headers=HEADERS) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise SystemExit(f"unexpected {resp.status} from {url}")
+            latencies.append(time.perf_counter() - start)
+
+        tasks = []
+        begin = time.perf_counter()
+        for n in range(total):
+            target = begin + n / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return statistics.median(latencies) * 1000, p99 * 1000, total
+
+
+async def post_to_slack(url: str, slack: FakeSlack, *, count: int) -> float:
+    """Median ms from starting the POST to the fake Slack receiving that payload's message."""
+    run = uuid.uuid4().hex[:8]
+    loop = asyncio.get_running_loop()
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(count):
+            marker = f"bench-{run}-{n}"
+            waiter: asyncio.Future[float] = loop.create_future()
+            slack.waiters[marker] = waiter
+            start = time.perf_counter()
+            async with session.post(f"{url}/webhook", data=body(n, run), headers=HEADERS) as resp:
+                await resp.read()
+            arrived = await asyncio.wait_for(waiter, timeout=10)
+            samples.append((arrived - start) * 1000)
+            await asyncio.sleep(0.02)
+    return statistics.median(samples)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    name: str
+    throughput: float
+    p50: float
+    p99: float
+    slack_median: float | None
+
+
+async def drained(url: str, *, seconds: float = 120.0) -> None:
+    """Wait until the receiver's outbox is empty, so one phase does not load the next."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(seconds):
+        while True:
+            async with session.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            depth = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("voicedrive_receiver_outbox_depth{")
+            )
+            if "voicedrive_receiver_outbox_depth" not in text or depth == 0:
+                return
+            await asyncio.sleep(0.5)
+
+
+async def measure(name: str, url: str, args: argparse.Namespace, slack: FakeSlack | None) -> Row:
+    """All figures for one server."""
+    rps = await throughput(url, seconds=args.seconds, concurrency=args.concurrency)
+    await drained(url)
+    await asyncio.sleep(1.5)  # the depth gauge is refreshed every second
+    await drained(url)
+    p50, p99, _ = await ack_latency(url, seconds=args.seconds, rate=args.rate)
+    await drained(url)
+    slack_ms = await post_to_slack(url, slack, count=args.slack_samples) if slack else None
+    row = Row(name, rps, p50, p99, slack_ms)
+    print(
+        f"{name:<24} {rps:8.0f} req/s  ack p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+        + (f"  POST->Slack median {slack_ms:6.2f} ms" if slack_ms is not None else ""),
+        flush=True,
+    )
+    return row
+
+
+def receiver_cmd(config: Path, port: int) -> list[str]:
+    """The receiver command line."""
+    return [
+        sys.executable,
+        "-m",
+        "voicedrive_receiver.main",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+    ]
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    """Ceiling, SQLite and (optionally) PostgreSQL, in this order, in one run."""
+    work = Path(tempfile.mkdtemp(prefix="receiver-bench-"))
+    rows = []
+    async with fake_slack() as (slack, slack_url):
+        port = free_port()
+        async with server(
+            [sys.executable, "-c", CEILING_APP, str(port)], port, work / "ceiling.log", {}
+        ) as url:
+            rows.append(await measure("bare aiohttp (ceiling)", url, args, None))
+
+        config = work / "sqlite.yml"
+        config.write_text(receiver_config(f"sqlite: {{path: {work / 'receiver.db'}}}", slack_url))
+        port = free_port()
+        async with server(receiver_cmd(config, port), port, work / "sqlite.log", {}) as url:
+            rows.append(await measure("receiver, SQLite", url, args, slack))
+
+        if args.postgres:
+            cluster = ThrowawayPostgres()
+            cluster.start()
+            try:
+                dsn = cluster.create_database("receiver_bench")
+                config = work / "postgres.yml"
+                config.write_text(
+                    receiver_config('postgres: {dsn: "${BENCH_PG_DSN}", pool_max: 10}', slack_url)
+                )
+                port = free_port()
+                async with server(
+                    receiver_cmd(config, port), port, work / "postgres.log", {"BENCH_PG_DSN": dsn}
+                ) as url:
+                    rows.append(await measure("receiver, PostgreSQL", url, args, slack))
+            finally:
+                cluster.cleanup()
+    return rows
+
+
+def table(rows: list[Row], args: argparse.Namespace) -> str:
+    """Markdown table plus the targets."""
+    ceiling = rows[0].throughput
+    lines = [
+        f"Concurrency {args.concurrency} for {args.seconds:g} s (throughput); open loop at "
+        f"{args.rate:g} payloads/s for {args.seconds:g} s (ack latency); "
+        f"{args.slack_samples} sequential posts (POST to fake Slack). {os.cpu_count()} CPUs, "
+        "client and servers on the same machine.",
+        "",
+        "| server | ingest (payloads/s) | share of ceiling | ack p50 (ms) | ack p99 (ms) "
+        "| POST-to-Slack median (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        slack = f"{row.slack_median:.1f}" if row.slack_median is not None else "-"
+        lines.append(
+            f"| {row.name} | {row.throughput:.0f} | {row.throughput / ceiling:.0%} "
+            f"| {row.p50:.2f} | {row.p99:.2f} | {slack} |"
+        )
+    lines += [
+        "",
+        "Targets: ingest at least half the ceiling, ack p99 under 20 ms at 200 payloads/s, "
+        "POST-to-Slack median under 50 ms.",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(path: Path, text: str, command: str) -> None:
+    """Replace the receiver block of RESULTS.md (the rest of the file is left alone)."""
+    block = f"{BEGIN}\n```\n{command}\n```\n\n{text}\n{END}"
+    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    if BEGIN in current and END in current:
+        head, _, rest = current.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        current = head + block + tail
+    else:
+        current = current.rstrip("\n") + f"\n\n## Receiver\n\n{block}\n"
+    path.write_text(current, encoding="utf-8")
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--slack-samples", type=int, default=50)
+    parser.add_argument("--no-postgres", dest="postgres", action="store_false")
+    parser.add_argument("--write", type=Path, default=None, help="update this RESULTS.md")
+    args = parser.parse_args()
+    rows = asyncio.run(run(args))
+    text = table(rows, args)
+    print()
+    print(text)
+    if args.write is not None:
+        command = ".venv/bin/python bench/receiver_bench.py " + " ".join(sys.argv[1:])
+        write_results(args.write, text, command.strip())
+
+
+if __name__ == "__main__":
+    main()

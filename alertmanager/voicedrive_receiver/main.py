@@ -64,8 +64,11 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: server options plus one subparser per registered command."""
-    # Importing a part's CLI module registers its commands (it imports this module back).
-    from voicedrive_receiver.lifecycle import cli  # noqa: F401
+    # Parts bring their own subcommands (issue 5: incidents, schedule, daily-check).
+    from voicedrive_receiver.lifecycle.cli import COMMANDS as LIFECYCLE_COMMANDS
+
+    for name, (text, configure, run) in LIFECYCLE_COMMANDS.items():
+        COMMANDS.setdefault(name, Command(help=text, configure=configure, run=run))
 
     parser = argparse.ArgumentParser(
         prog="voicedrive-receiver",

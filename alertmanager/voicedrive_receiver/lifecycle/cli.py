@@ -18,7 +18,12 @@ from pathlib import Path
 from voicedrive_common.clock import SystemClock
 from voicedrive_common.confload import load_yaml
 from voicedrive_common.errors import ConfigError, VoiceDriveError
-from voicedrive_receiver.config import PostgresStoreConfig, ReceiverConfig, ResolvedSecrets
+from voicedrive_receiver.config import (
+    PostgresStoreConfig,
+    ReceiverConfig,
+    ResolvedSecrets,
+    load_config,
+)
 from voicedrive_receiver.lifecycle.daily_check import build_daily_check, render_daily_check
 from voicedrive_receiver.lifecycle.persistence import LifecycleStore, when
 from voicedrive_receiver.lifecycle.records import RECORD_FIELDS, render_record, validate_fields
@@ -32,10 +37,16 @@ from voicedrive_receiver.lifecycle.schedule import (
 )
 from voicedrive_receiver.lifecycle.service import gather_daily_check, record_of
 from voicedrive_receiver.lifecycle.tokyo import LANGS, format_time
-from voicedrive_receiver.main import COMMANDS, Command, load
 from voicedrive_receiver.store import SqlStore, open_store
 
 CONFIG_ENV = "VOICEDRIVE_RECEIVER_CONFIG"
+
+
+def load(path: str | None) -> ReceiverConfig:
+    """The receiver config at ``path``; ConfigError when none is given."""
+    if not path:
+        raise ConfigError("", f"--config.file is required (or ${CONFIG_ENV})")
+    return load_config(path)
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -252,18 +263,20 @@ def _run_daily(args: argparse.Namespace) -> int:
     return _with_store(args, work)
 
 
-COMMANDS["incidents"] = Command(
-    help="list, show, acknowledge, resolve, fill and export incidents",
-    configure=_configure_incidents,
-    run=_run_incidents,
-)
-COMMANDS["schedule"] = Command(
-    help="check the on-call schedule for uncovered intervals",
-    configure=_configure_schedule,
-    run=_run_schedule,
-)
-COMMANDS["daily-check"] = Command(
-    help="the P9 daily checklist from live data",
-    configure=_configure_daily,
-    run=_run_daily,
-)
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+# name -> (help, configure, run); main.build_parser registers them as subcommands.
+COMMANDS: dict[str, tuple[str, Configure, Run]] = {
+    "incidents": (
+        "list, show, acknowledge, resolve, fill and export incidents",
+        _configure_incidents,
+        _run_incidents,
+    ),
+    "schedule": (
+        "check the on-call schedule for uncovered intervals",
+        _configure_schedule,
+        _run_schedule,
+    ),
+    "daily-check": ("the P9 daily checklist from live data", _configure_daily, _run_daily),
+}

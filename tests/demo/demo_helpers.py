@@ -64,6 +64,8 @@ def start_demo(tmp_path: Path, *args: str) -> Demo:
             stdout=subprocess.PIPE,
             stderr=err,
             bufsize=0,  # unbuffered, so select() sees every line that readline() has not read
+            # Its own process group, as a shell gives a foreground job: Ctrl-C can be sent to it.
+            start_new_session=True,
         )
     assert proc.stdout is not None
     lines: list[str] = []

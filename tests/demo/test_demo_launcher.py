@@ -6,6 +6,8 @@ These run without the alerting half (``--no-alerting``); test_demo_alerting.py c
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +121,13 @@ async def test_injected_fault_shows_in_the_exporter_within_one_interval(demo: De
 def test_sigterm_stops_every_process_the_demo_started(own_demo: Demo) -> None:
     assert len(own_demo.children) >= 3  # postgres, simulator, exporter (and their children)
     assert stop_demo(own_demo) == 0
+    assert alive(own_demo.children) == []
+
+
+def test_ctrl_c_to_the_whole_foreground_group_stops_everything(own_demo: Demo) -> None:
+    # A terminal's Ctrl-C reaches every process of the job's group, the launcher's PostgreSQL too.
+    os.killpg(own_demo.proc.pid, signal.SIGINT)
+    assert own_demo.proc.wait(30) == 0
     assert alive(own_demo.children) == []
 
 

@@ -1,22 +1,14 @@
 """Fixtures shared by every test package: real PostgreSQL, real binaries, a fake clock."""
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
+from binaries import require_binary
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 
-
-def require_binary(name: str) -> str:
-    """Path of a real binary; a missing one fails the test (never skips): CI must have it."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed; run scripts/ensure-system-packages.sh", pytrace=False
-        )
-    return path
+__all__ = ["require_binary"]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from am_harness import ALERT_CLASSES, CONFIG, repo_config
 
-from conftest import require_binary
+from binaries import require_binary
 from voicedrive_common.durations import parse_duration
 from voicedrive_mixin.thresholds import load_thresholds
 

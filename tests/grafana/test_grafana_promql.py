@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require_binary
+from binaries import require_binary
 from voicedrive_common.throwaway_pg import free_port
 from voicedrive_mixin import dashboards
 from voicedrive_mixin.thresholds import load_thresholds

@@ -3,7 +3,8 @@
 ``POST /api/incidents/{id}/ack`` ``{"by": NAME}``, ``POST /api/incidents/{id}/resolve``
 ``{"by": NAME}``, ``PATCH /api/incidents/{id}/record`` ``{field: text, ...}``,
 ``GET /api/incidents/{id}/record.md[?lang=en]``, ``GET /api/daily-check[?format=markdown]
-[&lang=en]``, and ``POST /webhook/watchdog`` (Alertmanager's Watchdog heartbeat).
+[&lang=en]``, ``POST /api/daily-check/test-messages`` (one test message per channel), and
+``POST /webhook/watchdog`` (Alertmanager's Watchdog heartbeat).
 Domain errors map to HTTP in one place (``_errors``): unknown incident 404, a transition that
 does not fit 409, a bad field 400, store trouble 503.
 """
@@ -26,7 +27,11 @@ from voicedrive_receiver.lifecycle.metrics import LifecycleMetrics
 from voicedrive_receiver.lifecycle.persistence import LifecycleStore, UnknownIncident
 from voicedrive_receiver.lifecycle.records import RecordFieldError, render_record, validate_fields
 from voicedrive_receiver.lifecycle.scheduler import WATCHDOG, LifecycleScheduler
-from voicedrive_receiver.lifecycle.service import gather_daily_check, record_of
+from voicedrive_receiver.lifecycle.service import (
+    gather_daily_check,
+    record_of,
+    test_message_rows,
+)
 from voicedrive_receiver.lifecycle.settings import LifecycleConfig
 from voicedrive_receiver.lifecycle.tokyo import LANGS, Lang
 from voicedrive_receiver.store.base import SqlStore
@@ -179,6 +184,19 @@ async def daily_check(request: web.Request) -> web.StreamResponse:
     return web.json_response(report.to_dict())
 
 
+@_errors
+async def send_test_messages(request: web.Request) -> web.StreamResponse:
+    """Enqueue one test message per channel; the next daily check shows whether they arrived."""
+    svc = services(request)
+    life = request.app[LIFECYCLE]
+    rows = test_message_rows(svc.config, now=svc.clock.now())
+    enqueued = await life.store.enqueue(rows, now=svc.clock.now())
+    channels = sorted({r.channel for r in rows})
+    for channel in channels:
+        svc.worker.wake(channel)
+    return web.json_response({"enqueued": enqueued, "channels": channels})
+
+
 async def watchdog(request: web.Request) -> web.StreamResponse:
     """Alertmanager's Watchdog: any authenticated POST counts as a heartbeat."""
     svc = services(request)
@@ -224,6 +242,7 @@ def install(app: web.Application, svc: Services, *, run_scheduler: bool = True) 
     app.router.add_patch("/api/incidents/{id}/record", update_record)
     app.router.add_get("/api/incidents/{id}/record.md", record_markdown)
     app.router.add_get("/api/daily-check", daily_check)
+    app.router.add_post("/api/daily-check/test-messages", send_test_messages)
     app.router.add_post("/webhook/watchdog", watchdog)
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

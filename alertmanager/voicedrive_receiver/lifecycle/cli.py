@@ -35,7 +35,11 @@ from voicedrive_receiver.lifecycle.schedule import (
     parse_schedule,
     range_from_dates,
 )
-from voicedrive_receiver.lifecycle.service import gather_daily_check, record_of
+from voicedrive_receiver.lifecycle.service import (
+    gather_daily_check,
+    record_of,
+    test_message_rows,
+)
 from voicedrive_receiver.lifecycle.tokyo import LANGS, format_time
 from voicedrive_receiver.store import SqlStore, open_store
 
@@ -243,10 +247,20 @@ def _configure_daily(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=LANGS)
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an item fails")
+    parser.add_argument(
+        "--send-test",
+        action="store_true",
+        help="enqueue one test message per channel (the running receiver delivers them)",
+    )
 
 
 def _run_daily(args: argparse.Namespace) -> int:
     async def work(config: ReceiverConfig, store: SqlStore) -> int:
+        if args.send_test:
+            rows = test_message_rows(config, now=SystemClock().now())
+            count = await LifecycleStore(store).enqueue(rows, now=SystemClock().now())
+            channels = ", ".join(sorted({r.channel for r in rows}))
+            print(f"enqueued {count} test message(s): {channels}", file=sys.stderr)
         inputs = await gather_daily_check(
             config=config,
             settings=config.lifecycle,

@@ -10,7 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from voicedrive_receiver.config import ReceiverConfig
+from voicedrive_receiver.channels.base import RenderedMessage
+from voicedrive_receiver.config import ADDRESSLESS_KINDS, ReceiverConfig
+from voicedrive_receiver.identity import delivery_id, pair_key
 from voicedrive_receiver.lifecycle.daily_check import (
     ChannelStatus,
     DailyCheckInputs,
@@ -23,7 +25,10 @@ from voicedrive_receiver.lifecycle.records import IncidentRecord, TimelineEvent,
 from voicedrive_receiver.lifecycle.schedule import day_interval
 from voicedrive_receiver.lifecycle.scheduler import WATCHDOG
 from voicedrive_receiver.lifecycle.settings import LifecycleConfig
-from voicedrive_receiver.lifecycle.tokyo import to_tokyo
+from voicedrive_receiver.lifecycle.tokyo import format_time, to_tokyo
+from voicedrive_receiver.planning import rendered_to_json
+from voicedrive_receiver.routing import audience_contacts, ownership
+from voicedrive_receiver.store.base import NewOutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +185,54 @@ async def gather_daily_check(
         incidents=tuple(incidents),
         backup_error=error,
     )
+
+
+_TEST_TEXT = {
+    "ja": "【疎通確認】VoiceDrive 緊急連絡体制の日次チェックによるテスト送信です"
+    "（{channel}、{when}）。",
+    "en": "[connectivity check] VoiceDrive daily check test message ({channel}, {when}).",
+}
+
+
+def test_message_rows(config: ReceiverConfig, *, now: datetime) -> list[NewOutboxRow]:
+    """One test message per channel, to the first recipient its fan-out (or report) targets name."""
+    lang = config.language
+    when_text = format_time(now, lang)
+    owner = ownership((), config)
+    key = f"daily-test:{now.timestamp():.3f}"
+    targets = [(t.channel, t.to) for t in config.fanout.targets]
+    targets += [(r.channel, r.to) for r in config.outbox.dead_letter_report]
+    rows = []
+    for name, spec in config.channels.items():
+        contact = next(
+            (
+                c
+                for channel, audience in targets
+                if channel == name
+                for token in audience
+                for c in audience_contacts(token, owner, config, at=now)
+                if c in config.contacts
+                and (spec.kind in ADDRESSLESS_KINDS or spec.kind in config.contacts[c].addresses)
+            ),
+            None,
+        )
+        if contact is None:
+            continue
+        text = _TEST_TEXT[lang].format(channel=name, when=when_text)
+        subject = "【疎通確認】" if lang == "ja" else "[connectivity check]"
+        rows.append(
+            NewOutboxRow(
+                delivery_id=delivery_id(key, name, contact),
+                pair_key=pair_key(key, name, contact),
+                purpose="test",
+                incident_id=None,
+                group_key=key,
+                channel=name,
+                contact=contact,
+                status="firing",
+                level=1,
+                rendered=rendered_to_json(RenderedMessage(subject=subject, text=text)),
+                not_before=now.timestamp(),
+            )
+        )
+    return rows

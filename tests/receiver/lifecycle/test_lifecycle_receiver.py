@@ -414,3 +414,17 @@ async def test_level3_for_the_medical_team_after_hours_goes_at_once(
         await h.drain()
         assert "medical_ops" in email_contacts(h)
         assert "medical_ops" in sms_contacts(h)
+
+
+async def test_test_messages_reach_every_channel_and_the_daily_check_sees_them(
+    rxl: Harness,
+) -> None:
+    resp = await rxl.client.post("/api/daily-check/test-messages", headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["channels"] == ["console", "email", "phone", "slack", "sms"]
+    await rxl.drain()
+    assert "疎通確認" in rxl.channels["phone"].sent[0].rendered.text
+    check = await (await rxl.client.get("/api/daily-check", headers=AUTH)).json()
+    (channels,) = [i for i in check["items"] if i["key"] == "channels"]
+    assert channels["ok"] is True

@@ -7,12 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import psutil
 import pytest
 from aiohttp import web
-from exporter_helpers import LogCapture, RawServe, Serve, StreamHandler, require_binary
-
-# pytest imports every folder's conftest.py under the one module name ``conftest``; once this
-# file is loaded, ``from conftest import require_binary`` in later folders finds this module,
-# so it re-exports the shared helper for them.
-__all__ = ["require_binary"]
+from exporter_helpers import LogCapture, RawServe, Serve, StreamHandler
 
 from voicedrive_common.clock import SystemClock
 from voicedrive_common.logs import LogfmtFormatter

@@ -19,8 +19,9 @@ import bcrypt
 import pytest
 import trustme
 from aiohttp import web
-from exporter_helpers import LogCapture, RawServe, Serve, never_answer, require_binary
+from exporter_helpers import LogCapture, RawServe, Serve, never_answer
 
+from binaries import require_binary
 from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
 from voicedrive_common.webconfig import load_web_config
 from voicedrive_exporter.config import parse_config

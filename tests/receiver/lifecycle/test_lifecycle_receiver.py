@@ -114,6 +114,24 @@ async def test_acknowledgement_by_api_before_30_minutes_prevents_escalation(rxl:
     assert sms_contacts(rxl) == []
 
 
+async def test_escalated_incident_keeps_its_level_when_a_level2_alert_joins(
+    rxl: Harness,
+) -> None:
+    incident_id = await open_level2(rxl)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    second = alert(fingerprint="fp2", starts_at="2025-09-01T09:31:00+09:00")
+    resp = await rxl.post(payload(alert(), second))
+    assert (await resp.json())["incident_id"] == incident_id
+    assert (await incident(rxl, incident_id))["level"] == 3
+    rxl.clock.advance(29 * 60)
+    await life(rxl).scheduler.run_once()
+    assert (await incident(rxl, incident_id))["level"] == 3
+    rxl.clock.advance(60)
+    await life(rxl).scheduler.run_once()
+    assert (await incident(rxl, incident_id))["level"] == 4
+
+
 async def test_acknowledgement_is_measured_once(rxl: Harness) -> None:
     incident_id = await open_level2(rxl)
     rxl.clock.advance(600)
@@ -136,7 +154,7 @@ async def test_ack_needs_credentials_a_name_and_a_known_incident(rxl: Harness) -
     assert unknown.status == 404
 
 
-async def test_level1_breaching_first_response_is_recorded(rxl: Harness) -> None:
+async def test_first_response_breach_is_recorded_on_the_incident_and_counted(rxl: Harness) -> None:
     incident_id = await open_level2(rxl)
     rxl.clock.advance(15 * 60)
     await life(rxl).scheduler.run_once()
@@ -428,3 +446,15 @@ async def test_test_messages_reach_every_channel_and_the_daily_check_sees_them(
     check = await (await rxl.client.get("/api/daily-check", headers=AUTH)).json()
     (channels,) = [i for i in check["items"] if i["key"] == "channels"]
     assert channels["ok"] is True
+
+
+async def test_acknowledging_a_closed_incident_is_a_409(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    await rxl.client.post(f"/api/incidents/{incident_id}/resolve", json={"by": "x"}, headers=AUTH)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    resp = await rxl.client.post(
+        f"/api/incidents/{incident_id}/ack", json={"by": "late"}, headers=AUTH
+    )
+    assert resp.status == 409
+    assert "closed" in (await resp.json())["error"]

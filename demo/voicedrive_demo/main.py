@@ -11,10 +11,13 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from voicedrive_common.errors import ConfigError
 from voicedrive_common.logs import FORMATS, LEVELS, register_secret, setup_logging
 from voicedrive_common.throwaway_pg import PostgresUnavailable
 from voicedrive_demo.banner import banner
+from voicedrive_demo.drill import Drill, DrillError, PageWatcher, print_records, summary
 from voicedrive_demo.ports import DEFAULT_PORTS, Ports, busy_ports, choose_ports
 from voicedrive_demo.postgres import DemoPostgres
 from voicedrive_demo.stack import (
@@ -45,11 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="shift every port to BASE+offset (0: any free ports); default: contract ports",
     )
     add("--port", action="append", default=[], metavar="NAME=PORT", help="override one port")
+    add(
+        "--drill",
+        action="store_true",
+        help="after start, inject one fault per level and show each page as it arrives "
+        "(about 15 minutes with the production alert timings); then stop unless --keep-running",
+    )
     until = parser.add_mutually_exclusive_group()
     until.add_argument(
         "--keep-running",
         action="store_true",
-        help="run until Ctrl-C or SIGTERM (the default)",
+        help="run until Ctrl-C or SIGTERM (the default without --drill)",
     )
     until.add_argument(
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
@@ -76,6 +85,12 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
         log.warning("voicedrive_exporter is not installed; starting without the exporter")
     missing = alerting_missing()
     with_alerting = with_exporter and not args.no_alerting and not missing
+    if args.drill and not with_alerting:
+        log.error(
+            "the drill needs the exporter, Prometheus, Alertmanager and the receiver",
+            extra={"missing": ", ".join(missing) or "--no-alerting/--no-exporter given"},
+        )
+        return 2
     if missing and not args.no_alerting:
         log.warning(
             "starting without Prometheus, Alertmanager and the receiver",
@@ -105,6 +120,8 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
             ports=ports, layout=layout, with_exporter=with_exporter, with_alerting=with_alerting
         )
         print(text, flush=True)
+        if args.drill:
+            return await _drill_then_maybe_run(args, ports, layout, supervisor)
         await supervisor.watch(duration=args.duration)
         return 0
     except ServiceFailed as exc:
@@ -122,6 +139,48 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
         await supervisor.stop_all()
         await asyncio.to_thread(pg.cleanup)
         log.info("stopped")
+
+
+async def _drill_then_maybe_run(
+    args: argparse.Namespace, ports: Ports, layout: Layout, supervisor: Supervisor
+) -> int:
+    """Run the drill while watching the services; afterwards keep running only if asked."""
+    watcher = PageWatcher(outbox=layout.outbox, mail_dir=layout.mail)
+    drill = Drill(
+        admin_url=ports.url("sim-admin", "/admin/faults"),
+        admin_token=layout.token_file.read_text(encoding="utf-8").strip(),
+        watcher=watcher,
+        out=sys.stdout,
+    )
+    drilling = asyncio.create_task(drill.run(), name="drill")
+    watching = asyncio.create_task(supervisor.watch(duration=args.duration), name="watch")
+    done, _ = await asyncio.wait({drilling, watching}, return_when=asyncio.FIRST_COMPLETED)
+    if watching in done:
+        # Stopped, out of time or a service died: the drill ends with the stack.
+        drilling.cancel()
+        await asyncio.gather(drilling, return_exceptions=True)
+        watching.result()
+        return 0
+    try:
+        results = drilling.result()
+    except (DrillError, aiohttp.ClientError) as exc:
+        watching.cancel()
+        log.error("drill failed", extra={"err": str(exc)})
+        return 1
+    print(summary(results), flush=True)
+    await print_records(
+        receiver_url=ports.url("receiver"),
+        token=layout.receiver_token_file.read_text(encoding="utf-8").strip(),
+        out=sys.stdout,
+    )
+    passed = all(result.ok for result in results)
+    if args.keep_running:
+        print("\nThe drill is over; the stack keeps running until Ctrl-C.", flush=True)
+        await watching
+    else:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

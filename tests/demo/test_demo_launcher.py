@@ -171,3 +171,25 @@ def test_killed_launcher_leaves_no_orphans(own_demo: Demo) -> None:
     while alive(own_demo.children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert alive(own_demo.children) == []
+
+
+def test_drill_without_the_alerting_half_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicedrive_demo",
+            "--dir",
+            str(tmp_path),
+            "--base-port",
+            "0",
+            "--no-alerting",
+            "--drill",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "the drill needs" in result.stderr

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from rx_helpers import (
     FAKE_TYPES,
     TOKEN,
@@ -458,3 +460,38 @@ async def test_acknowledging_a_closed_incident_is_a_409(rxl: Harness) -> None:
     )
     assert resp.status == 409
     assert "closed" in (await resp.json())["error"]
+
+
+async def test_daily_check_reads_the_backup_age_from_the_prometheus_api(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    queries: list[str] = []
+
+    async def query(request: web.Request) -> web.Response:
+        queries.append(request.query["query"])
+        return web.json_response(
+            {
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "7200"]}]},
+            }
+        )
+
+    prom_app = web.Application()
+    prom_app.router.add_get("/api/v1/query", query)
+    server = TestServer(prom_app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        extra = (
+            LIFECYCLE_CONFIG
+            + f"  daily_check: {{prometheus_url: 'http://127.0.0.1:{server.port}'}}\n"
+        )
+        config = make_config(tmp_path, extra=extra)
+        store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+        async with harness(config, store, clock) as h:
+            data = await (await h.client.get("/api/daily-check", headers=AUTH)).json()
+    finally:
+        await server.close()
+    (backup,) = [i for i in data["items"] if i["key"] == "backup"]
+    assert backup["ok"] is True
+    assert backup["data"]["age_seconds"] == 7200.0
+    assert queries == ["max(voicedrive_backup_age_seconds)"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from voicedrive_receiver.errors import StoreUnavailable
 from voicedrive_receiver.lifecycle.errors import LifecycleError
 from voicedrive_receiver.lifecycle.escalation import (
     Action,
@@ -500,15 +499,3 @@ async def _alerts(conn: Connection, incident_id: str) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-__all__ = [
-    "Applied",
-    "LifecycleStore",
-    "StoreUnavailable",
-    "StoredIncident",
-    "UnknownIncident",
-    "lifecycle_of",
-    "load_incident",
-    "when",
-]

@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
+from voicedrive_common.durations import parse_duration
 from voicedrive_demo.ports import Ports
 
 _TEMPLATE = """\
 # Written by voicedrive-demo on every start; edit exporter/exporter.example.yml instead.
 global:
   interval: {interval}
-  timeout: 4s
+  timeout: {timeout}
 api:
   base_url: {api_url}
   endpoints:
@@ -20,19 +21,19 @@ notifications:
   sql:
     dsn: postgresql://{db_user}@{proxy}/{database}
     password_file: {password_file}
-    connect_timeout: 2s
-    query_timeout: 1s
+    connect_timeout: {connect_timeout}
+    query_timeout: {query_timeout}
 database:
   targets:
     - name: {database}
       dsn: postgresql://{db_user}@{proxy}/{database}
       password_file: {password_file}
-      connect_timeout: 2s
-      query_timeout: 1s
+      connect_timeout: {connect_timeout}
+      query_timeout: {query_timeout}
 backup:
   path_glob: {backup_glob}
 host:
-  cpu_sample_window: 1s
+  cpu_sample_window: {cpu_sample_window}
 """
 
 
@@ -44,11 +45,19 @@ def render_exporter_config(
     password_file: Path,
     backup_glob: str,
     interval: str,
+    timeout: str = "4s",
 ) -> str:
     """YAML for ``voicedrive-exporter --config.file``: API, notifications and database probes
     through the simulator (the database through its proxy), backup freshness and host."""
+    # Each check must fit the probe timeout: a database check half to connect, a quarter to
+    # query; the CPU sample a quarter (the demo's 4s gives 2s, 1s and 1s).
+    seconds = parse_duration(timeout, "timeout")
     return _TEMPLATE.format(
         interval=interval,
+        timeout=timeout,
+        connect_timeout=_millis(seconds / 2),
+        query_timeout=_millis(seconds / 4),
+        cpu_sample_window=_millis(seconds / 4),
         api_url=ports.url("sim-api"),
         db_user=db_user,
         proxy=ports.address("db-proxy"),
@@ -56,3 +65,7 @@ def render_exporter_config(
         password_file=password_file,
         backup_glob=backup_glob,
     )
+
+
+def _millis(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"

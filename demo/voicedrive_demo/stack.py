@@ -138,6 +138,9 @@ class Stack:
     layout: Layout
     db_user: str
     db_dsn_direct: str
+    # The end-to-end test (tests/e2e) probes faster; the demo keeps its defaults.
+    probe_interval: str = PROBE_INTERVAL
+    probe_timeout: str = "4s"
 
 
 def build_services(stack: Stack, *, with_exporter: bool, with_alerting: bool) -> list[Service]:
@@ -190,7 +193,8 @@ def exporter(stack: Stack) -> Service:
             db_user=stack.db_user,
             password_file=layout.db_password_file,
             backup_glob=str(layout.backups / "*.dump"),
-            interval=PROBE_INTERVAL,
+            interval=stack.probe_interval,
+            timeout=stack.probe_timeout,
         ),
         encoding="utf-8",
     )
@@ -276,7 +280,9 @@ def prometheus(stack: Stack) -> Service:
     """The real Prometheus with the repo's prometheus.yml and generated rules."""
     ports, layout = stack.ports, stack.layout
     config = layout.config("prometheus")
-    config.write_text(render_prometheus(ports=ports, interval=PROBE_INTERVAL), encoding="utf-8")
+    config.write_text(
+        render_prometheus(ports=ports, interval=stack.probe_interval), encoding="utf-8"
+    )
     return Service(
         name="prometheus",
         argv=(

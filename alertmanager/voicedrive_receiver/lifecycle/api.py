@@ -30,6 +30,7 @@ from voicedrive_receiver.lifecycle.scheduler import WATCHDOG, LifecycleScheduler
 from voicedrive_receiver.lifecycle.service import (
     gather_daily_check,
     record_of,
+    records_override,
     test_message_rows,
 )
 from voicedrive_receiver.lifecycle.settings import LifecycleConfig
@@ -160,7 +161,7 @@ async def record_markdown(request: web.Request) -> web.StreamResponse:
     lang = _lang(request, svc)
     found = await life.store.get(request.match_info["id"])
     record = record_of(found, life.settings.escalation, svc.clock.now())
-    text = render_record(record, lang=lang, override_dir=svc.config.templates.directory)
+    text = render_record(record, lang=lang, override_dir=records_override(svc.config))
     return web.Response(text=text, content_type="text/markdown", charset="utf-8")
 
 

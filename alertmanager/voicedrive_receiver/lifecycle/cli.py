@@ -38,6 +38,7 @@ from voicedrive_receiver.lifecycle.schedule import (
 from voicedrive_receiver.lifecycle.service import (
     gather_daily_check,
     record_of,
+    records_override,
     test_message_rows,
 )
 from voicedrive_receiver.lifecycle.tokyo import LANGS, format_time
@@ -170,9 +171,7 @@ def _run_incidents(args: argparse.Namespace) -> int:
             return 0
         found_incident = await life.get(args.id)
         record = record_of(found_incident, config.lifecycle.escalation, now)
-        text = render_record(
-            record, lang=args.lang or lang, override_dir=config.templates.directory
-        )
+        text = render_record(record, lang=args.lang or lang, override_dir=records_override(config))
         if args.output:
             await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
         else:

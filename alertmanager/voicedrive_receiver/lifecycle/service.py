@@ -6,6 +6,7 @@ Shared by the HTTP API and the CLI, so both say exactly the same.
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -89,6 +90,12 @@ def timeline_of(events: Sequence[Mapping[str, Any]]) -> tuple[TimelineEvent, ...
                 TimelineEvent(at, "note", actor=str(d.get("by", "")), note=str(d.get("text", "")))
             )
     return tuple(out)
+
+
+def records_override(config: ReceiverConfig) -> Path | None:
+    """The operator's record templates: ``<templates.directory>/records`` (same layout)."""
+    directory = config.templates.directory
+    return None if directory is None else Path(directory) / "records"
 
 
 def record_of(found: StoredIncident, policy: EscalationPolicy, now: datetime) -> IncidentRecord:

@@ -6,9 +6,16 @@ webhooks and a failing unit rolls back alone. A unit only awaits its Connection,
 complete at once on the database thread, so the coroutine is driven there without an event
 loop. ``BEGIN IMMEDIATE`` takes the write lock up front, so two processes sharing a file also
 serialise (the busy timeout makes the second wait instead of failing at once).
+
+Checkpoints (copying the WAL back into the database file, with its own fsync) run on a second
+connection and thread every ``CHECKPOINT_INTERVAL`` seconds instead of inside whichever commit
+crosses SQLite's automatic threshold: a PASSIVE checkpoint never blocks writers, so no webhook
+waits for one.
 """
 
 import asyncio
+import contextlib
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -21,10 +28,12 @@ from voicedrive_receiver.errors import StoreUnavailable
 from voicedrive_receiver.store.base import Row, SqlStore, Work
 from voicedrive_receiver.store.schema import Dialect
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 # Units committed together at most; bounds the time one batch holds the write lock.
 MAX_BATCH = 256
+CHECKPOINT_INTERVAL = 1.0
 
 
 def _sqlite_sql(sql: str) -> str:
@@ -102,6 +111,11 @@ class SqliteDatabase:
         self._lock = asyncio.Lock()
         self._queue: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._checkpoint_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sqlite-checkpoint"
+        )
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Open the file (creating its directory) and set the pragmas."""
@@ -119,12 +133,46 @@ class SqliteDatabase:
             conn.execute("PRAGMA journal_mode=WAL").close()
             conn.execute("PRAGMA synchronous=FULL").close()
             conn.execute("PRAGMA foreign_keys=ON").close()
+            if self.path != ":memory:":
+                conn.execute("PRAGMA wal_autocheckpoint=0").close()
             return conn
 
+        def connect_checkpointer() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA synchronous=FULL").close()
+            return conn
+
+        loop = asyncio.get_running_loop()
         try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+            self._conn = await loop.run_in_executor(self._executor, connect)
+            if self.path != ":memory:":
+                self._checkpoint_conn = await loop.run_in_executor(
+                    self._checkpoint_executor, connect_checkpointer
+                )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path!r}: {exc}") from None
+        if self._checkpoint_conn is not None:
+            self._checkpointer = asyncio.create_task(
+                self._checkpoint_loop(), name="sqlite-checkpoint"
+            )
+
+    async def _checkpoint_loop(self) -> None:
+        conn = self._checkpoint_conn
+        assert conn is not None
+        loop = asyncio.get_running_loop()
+
+        def checkpoint() -> None:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await loop.run_in_executor(self._checkpoint_executor, checkpoint)
+            except sqlite3.Error as exc:
+                # A busy or failing checkpoint is retried next round; the WAL just grows.
+                log.warning("SQLite checkpoint failed", extra={"err": str(exc)})
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection's thread."""
@@ -216,12 +264,27 @@ class SqliteDatabase:
             await self.call(lambda c: c.execute("COMMIT").close())
 
     async def close(self) -> None:
-        """Finish queued work, then close the connection and its thread."""
+        """Finish queued work, checkpoint, then close the connections and their threads."""
+        loop = asyncio.get_running_loop()
         if self._committer is not None and not self._committer.done():
             await self._committer
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        checkpoint_conn, self._checkpoint_conn = self._checkpoint_conn, None
+        if checkpoint_conn is not None:
+            await loop.run_in_executor(self._checkpoint_executor, checkpoint_conn.close)
+        self._checkpoint_executor.shutdown(wait=False)
         conn, self._conn = self._conn, None
         if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+
+            def finish() -> None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+                conn.close()
+
+            await loop.run_in_executor(self._executor, finish)
         self._executor.shutdown(wait=False)
 
 

@@ -2,9 +2,13 @@
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from rx_helpers import TOKEN, Harness, alert, payload, require_binary
+from rx_helpers import TOKEN, Harness, alert, harness, make_config, payload, require_binary
+
+from voicedrive_common.clock import FakeClock
+from voicedrive_receiver.store import open_sqlite_store
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONTRACT_METRICS = {
@@ -159,3 +163,15 @@ async def test_promtool_check_metrics_is_clean(rx: Harness, tmp_path: Path) -> N
     out, err = await asyncio.wait_for(proc.communicate(text.encode()), timeout=30)
     assert proc.returncode == 0, (out + err).decode()
     assert (out + err).decode().strip() == ""
+
+
+async def test_metrics_behind_the_webhook_credentials_when_configured(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    config = replace(config, server=replace(config.server, metrics_auth="same"))
+    async with harness(config, await open_sqlite_store(str(tmp_path / "m.db")), clock) as rx:
+        refused = await rx.client.get("/metrics")
+        healthy_refused = await rx.client.get("/-/healthy")
+        allowed = await rx.client.get("/metrics", headers=AUTH)
+        assert (refused.status, healthy_refused.status, allowed.status) == (401, 401, 200)

@@ -42,7 +42,8 @@ pytest: venv
 
 bench: venv
 	@scripts/ensure-system-packages.sh prometheus-blackbox-exporter
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/exporter_bench.py
+	$(BIN)/python bench/receiver_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -227,15 +227,19 @@ class Drill:
         deadline = loop.time() + bound
         incidents: set[str] = set()
         while True:
+            matched = False
+            # Show the whole batch: a console line and a mail often arrive in the same poll.
             for page in self._watcher.poll():
                 result.pages.append(page)
                 self._show(page)
                 if firing_level is not None and is_page_of_level(page, firing_level):
+                    matched = True
                     if page.incident_id:
                         incidents.add(page.incident_id)
-                    return incidents
                 if resolved_of is not None and resolves(page, resolved_of):
-                    return resolved_of
+                    matched = True
+            if matched:
+                return incidents if firing_level is not None else resolved_of
             if loop.time() >= deadline:
                 return None
             await asyncio.sleep(self._timeouts.poll)

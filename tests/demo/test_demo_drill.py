@@ -209,3 +209,27 @@ async def test_records_are_printed_oldest_first_with_the_receiver_token() -> Non
     assert count == 2
     text = out.getvalue()
     assert text.index("# 障害記録 INC-1") < text.index("# 障害記録 INC-2")
+
+
+async def test_every_page_of_the_batch_that_completes_a_step_is_shown(
+    sim: RunningSimulator, watcher: PageWatcher, tmp_path: Path
+) -> None:
+    step = STEPS[1]
+
+    async def console_and_mail_together() -> None:
+        board = sim.app[FAULTS]
+        for _ in range(250):
+            if board.db_down:
+                break
+            await asyncio.sleep(0.02)
+        _mail(tmp_path / "mail", "00001.eml", "[VoiceDrive][レベル3 重大] DB down")
+        with (tmp_path / "outbox.jsonl").open("a", encoding="utf-8") as out:
+            out.write(_console_line("firing", 3))
+
+    paging = asyncio.create_task(console_and_mail_together())
+    out = io.StringIO()
+    result = await _drill(sim, watcher, out, SHORT).run_step(step)
+    await paging
+    assert result.seconds_to_page is not None
+    assert sorted(p.channel for p in result.pages if p.status == "firing") == ["console", "email"]
+    assert "[email] firing L3: [VoiceDrive][レベル3 重大] DB down" in out.getvalue()

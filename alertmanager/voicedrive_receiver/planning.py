@@ -111,6 +111,10 @@ def make_planner(
         if state.incident_id is None:
             # A resolved group we never saw firing: nobody was paged, nobody hears of it.
             return []
+        if batch.status == "firing" and not state.new_firing:
+            # Alertmanager resends a group when part of it resolves; with nothing newly firing
+            # that is an update of the incident, not a reason to page anyone again.
+            return []
         level = max(batch.level, state.incident_level)
         routes: tuple[Route, ...]
         at = datetime.fromtimestamp(batch.received_at, UTC)

@@ -1,5 +1,6 @@
 """Delivery: fan-out per level, retries with backoff, per-channel queues, dead letters."""
 
+import json
 import random
 from pathlib import Path
 
@@ -278,4 +279,33 @@ def test_backoff_without_jitter_is_exact() -> None:
         2.0,
         4.0,
         5.0,
+    ]
+
+
+async def test_part_of_a_group_resolving_does_not_page_again(rx: Harness) -> None:
+    await rx.post(payload(alert(fingerprint="a", level="3"), alert(fingerprint="b", level="3")))
+    await rx.drain()
+    resp = await rx.post(
+        payload(
+            alert(fingerprint="a", level="3"),
+            alert(fingerprint="b", level="3", status="resolved", ends_at="2025-09-01T00:10:00Z"),
+        )
+    )
+    await rx.drain()
+    assert json.loads(await resp.text())["enqueued"] == 0
+    assert len(rx.channels["sms"].sent) == 2  # hotline and medical_ops, once
+    assert len(rx.channels["slack"].sent) == 1
+    [incident] = await rx.store.list_incidents()
+    assert incident.status == "open"
+
+
+async def test_an_alert_firing_again_with_a_new_start_pages_again(rx: Harness) -> None:
+    await rx.post(payload(alert(level="1")))
+    await rx.post(payload(alert(level="1", status="resolved", ends_at="2025-09-01T00:10:00Z")))
+    await rx.post(payload(alert(level="1", starts_at="2025-09-01T00:20:00Z")))
+    await rx.drain()
+    assert rx.channels["slack"].contacts() == [
+        ("emergency_channel", "firing"),
+        ("emergency_channel", "resolved"),
+        ("emergency_channel", "firing"),
     ]

@@ -111,6 +111,8 @@ class GroupState:
     incident_level: int
     opened: bool
     firing_routes: tuple[Route, ...]
+    # Fingerprints firing in this notification that the group had not seen firing before.
+    new_firing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,16 @@ class SqlStore:
                 duplicate=True, incident_id=row["incident_id"] if row else None, enqueued=0
             )
 
+        known = await conn.fetch(
+            "SELECT fingerprint, starts_at FROM alerts WHERE group_key = $1 AND status = 'firing'",
+            batch.group_key,
+        )
+        already_firing = {(r["fingerprint"], float(r["starts_at"])) for r in known}
+        new_firing = tuple(
+            a.fingerprint
+            for a in batch.alerts
+            if a.status == "firing" and (a.fingerprint, a.starts_at) not in already_firing
+        )
         incident_id, level, opened = await self._update_incident(conn, batch)
         for alert in batch.alerts:
             await conn.execute(
@@ -474,6 +486,7 @@ class SqlStore:
             incident_level=level,
             opened=opened,
             firing_routes=firing_routes,
+            new_firing=new_firing,
         )
         planned = planner(state)
         enqueued = await self._insert_outbox(conn, planned, now=now)

@@ -7,6 +7,7 @@ These run without the alerting half (``--no-alerting``); test_demo_alerting.py c
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import psutil
 import pytest
 from demo_helpers import Demo, alive, get, start_demo, stop_demo
 
@@ -165,12 +167,27 @@ def test_busy_port_is_refused_with_a_hint(tmp_path: Path) -> None:
 
 
 def test_killed_launcher_leaves_no_orphans(own_demo: Demo) -> None:
+    clusters = _cluster_dirs(own_demo)
     own_demo.proc.kill()  # SIGKILL: the launcher cannot clean up, the kernel must
     own_demo.proc.wait(10)
     deadline = time.monotonic() + 15
     while alive(own_demo.children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert alive(own_demo.children) == []
+    for directory in clusters:  # what the killed launcher could not delete
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _cluster_dirs(demo: Demo) -> list[Path]:
+    dirs = []
+    for process in demo.children:
+        try:
+            argv = process.cmdline()
+        except psutil.Error:
+            continue
+        if "-D" in argv and argv[argv.index("-D") + 1].endswith("/data"):
+            dirs.append(Path(argv[argv.index("-D") + 1]).parent)
+    return dirs
 
 
 def test_drill_without_the_alerting_half_is_refused(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ class Inbox:
                 new.append(Page("sms", _status(body), body, body, now))
             else:
                 twiml = req.form.get("Twiml", "")
-                new.append(Page("phone", _status(twiml), twiml[:200], twiml, now))
+                new.append(Page("phone", _status(twiml), twiml, twiml, now))
         mails = self._smtp.received[self._seen["smtp"] :]
         self._seen["smtp"] += len(mails)
         for mail in mails:
@@ -365,6 +365,12 @@ class E2EStack:
     def levelled_alerts(self) -> list[str]:
         """Names of the pending or firing alerts that carry a level (Watchdog has none)."""
         return sorted({a["labels"]["alertname"] for a in self.alerts() if "level" in a["labels"]})
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's series (empty when Prometheus does not answer 200)."""
+        params = urllib.parse.urlencode({"query": expr})
+        status, body = http(f"{self.prometheus_url}/api/v1/query?{params}")
+        return list(body["data"]["result"]) if status == 200 else []
 
     def query_range(self, expr: str, start: float, end: float) -> tuple[int, Any]:
         """``/api/v1/query_range`` at a one-second step."""

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 from e2e_levels import (
+    LEVEL4_RECOVERY_RACE,
     Run,
     assert_alive,
     assert_incident_closed_after_watch,
     assert_inhibited_not_paged,
+    assert_no_firing_page,
     assert_pages_of,
     assert_resolved_pages,
     empty_panels,
@@ -92,6 +94,12 @@ def test_level4_does_not_page_the_inhibited_level3_alerts(stack: E2EStack, run: 
 
 def test_level4_recovery_sends_resolved_everywhere_but_the_phone(stack: E2EStack, run: Run) -> None:
     assert_resolved_pages(4, recover(stack, run, 4))
+
+
+@LEVEL4_RECOVERY_RACE
+def test_level4_recovery_pages_none_of_the_inhibited_parts(stack: E2EStack, run: Run) -> None:
+    assert 4 in run.after_recovery, "the Level 4 recovery did not run"
+    assert_no_firing_page(run.after_recovery[4])
 
 
 def test_level4_incident_closes_after_its_watch(stack: E2EStack, run: Run) -> None:

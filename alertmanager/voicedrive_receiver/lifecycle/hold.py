@@ -16,7 +16,7 @@ from typing import Any
 from voicedrive_receiver.identity import delivery_id, pair_key
 from voicedrive_receiver.lifecycle.business_hours import Digest, HeldItem, HoldPolicy, decide_hold
 from voicedrive_receiver.lifecycle.tokyo import Lang
-from voicedrive_receiver.store.base import NewOutboxRow, SqlStore
+from voicedrive_receiver.store.base import Connection, NewOutboxRow, SqlStore
 
 HELD_PREFIX = "held:"
 _LOCK = "lifecycle:digest"
@@ -71,15 +71,17 @@ async def release_digests(
 ) -> Released:
     """Turn every held row due by ``now`` into one digest per (channel, contact, release)."""
     ts = now.timestamp()
-    async with store.db.transaction(lock_key=_LOCK) as conn:
+
+    async def work(conn: Connection) -> Released:
         rows = await conn.fetch(
             "SELECT o.id, o.channel, o.contact, o.incident_id, o.level, o.created_at, "
             "o.next_attempt_at, o.group_key, i.summary FROM outbox o "
             "LEFT JOIN incidents i ON i.id = o.incident_id "
-            "WHERE o.purpose = 'held' AND o.state = 'pending' AND o.next_attempt_at <= $1 "
-            "ORDER BY o.id",
+            "WHERE o.purpose = 'held' AND o.state = 'pending' AND o.next_attempt_at <= $1",
             ts,
         )
+        # Sorted here: an ORDER BY o.id makes SQLite scan the outbox instead of outbox_held.
+        rows.sort(key=lambda r: int(r["id"]))
         groups: dict[tuple[str, str, float], list[Mapping[str, Any]]] = {}
         for r in rows:
             channel = str(r["channel"]).removeprefix(HELD_PREFIX)
@@ -124,8 +126,10 @@ async def release_digests(
                     "UPDATE outbox SET state = 'digested' WHERE id = $1 AND state = 'pending'",
                     int(r["id"]),
                 )
-    return Released(
-        digests=len(digests),
-        items=len(rows),
-        channels=tuple(sorted({d.channel for d in digests})),
-    )
+        return Released(
+            digests=len(digests),
+            items=len(rows),
+            channels=tuple(sorted({d.channel for d in digests})),
+        )
+
+    return await store.db.run(work, lock_key=_LOCK)

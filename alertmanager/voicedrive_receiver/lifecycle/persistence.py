@@ -33,7 +33,7 @@ from voicedrive_receiver.lifecycle.escalation import (
     next_step,
     resolve,
 )
-from voicedrive_receiver.store.base import Connection, NewOutboxRow, SqlStore
+from voicedrive_receiver.store.base import Connection, NewOutboxRow, Row, SqlStore
 
 _STATE_OF_STATUS = {
     "open": State.OPEN,
@@ -120,10 +120,24 @@ def lifecycle_of(
     )
 
 
+# The only events the Lifecycle is rebuilt from (see lifecycle_of); the rest is the timeline.
+_RESTART_EVENTS = ("reopened", "repaged")
+
+
 async def load_incident(
-    conn: Connection, incident_id: str, *, lock: bool = False, dialect: str = "sqlite"
+    conn: Connection,
+    incident_id: str,
+    *,
+    lock: bool = False,
+    dialect: str = "sqlite",
+    timeline: bool = True,
 ) -> StoredIncident | None:
-    """The incident with its history; ``lock`` takes its row lock on PostgreSQL."""
+    """The incident with its history; ``lock`` takes its row lock on PostgreSQL.
+
+    Without ``timeline`` only the events the Lifecycle needs are read (``events`` then holds
+    just those): a busy incident has thousands of delivery events, and a scheduler tick must
+    not read them all for every incident.
+    """
     suffix = " FOR UPDATE" if lock and dialect == "postgres" else ""
     row = await conn.fetchrow(
         f"SELECT * FROM incidents WHERE id = $1{suffix}",  # noqa: S608 - constant suffix
@@ -136,10 +150,23 @@ async def load_incident(
         "ORDER BY at, id",
         incident_id,
     )
-    raw_events = await conn.fetch(
-        "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 ORDER BY at, id",
-        incident_id,
-    )
+    if timeline:
+        raw_events = await conn.fetch(
+            "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 ORDER BY at, id",
+            incident_id,
+        )
+    else:
+        # Sorted here: an ORDER BY makes SQLite walk the (incident_id, at) index instead.
+        restarts = await conn.fetch(
+            "SELECT id, at, kind, detail FROM incident_events WHERE incident_id = $1 "
+            "AND kind IN ($2, $3)",
+            incident_id,
+            *_RESTART_EVENTS,
+        )
+        raw_events = [
+            {"at": e["at"], "kind": e["kind"], "detail": e["detail"]}
+            for e in sorted(restarts, key=lambda e: (float(e["at"]), int(e["id"])))
+        ]
     events = tuple({**dict(e), "detail": json.loads(e["detail"] or "{}")} for e in raw_events)
     steps = await conn.fetch("SELECT step FROM lifecycle_steps WHERE incident_id = $1", incident_id)
     return StoredIncident(
@@ -299,10 +326,13 @@ class LifecycleStore:
 
     async def active(self) -> list[tuple[str, str]]:
         """(id, group key) of every incident not closed."""
-        async with self.store.db.transaction() as conn:
-            rows = await conn.fetch(
+
+        async def work(conn: Connection) -> list[Row]:
+            return await conn.fetch(
                 "SELECT id, group_key FROM incidents WHERE closed_at IS NULL ORDER BY opened_at"
             )
+
+        rows = await self.store.db.run(work)
         return [(str(r["id"]), str(r["group_key"])) for r in rows]
 
     async def run_due(
@@ -314,10 +344,17 @@ class LifecycleStore:
         policy: EscalationPolicy,
         plan: StepPlanner,
     ) -> Applied:
-        """Apply every step due by ``now`` for one incident, once across replicas."""
+        """Apply every step due by ``now`` for one incident, once across replicas.
+
+        One unit of work (SQLite: a share of a group commit on the database thread, never a
+        lock held across event-loop hops; PostgreSQL: one transaction under the group's lock).
+        """
         ts = _ts(now)
-        async with self.store.db.transaction(lock_key=group_key) as conn:
-            found = await load_incident(conn, incident_id, lock=True, dialect=self._dialect)
+
+        async def work(conn: Connection) -> Applied:
+            found = await load_incident(
+                conn, incident_id, lock=True, dialect=self._dialect, timeline=False
+            )
             if found is None:
                 return Applied(incident_id)
             lc = found.lifecycle
@@ -342,14 +379,16 @@ class LifecycleStore:
                 actions.append(step)
             breaches = await self._breaches(conn, found, lc, policy, now)
             acked, resolved = await self._observations(conn, found, lc, ts)
-        return Applied(
-            incident_id=incident_id,
-            actions=tuple(actions),
-            breaches=breaches,
-            acknowledged_after=acked,
-            resolved_after=resolved,
-            channels=tuple(sorted(channels)),
-        )
+            return Applied(
+                incident_id=incident_id,
+                actions=tuple(actions),
+                breaches=breaches,
+                acknowledged_after=acked,
+                resolved_after=resolved,
+                channels=tuple(sorted(channels)),
+            )
+
+        return await self.store.db.run(work, lock_key=group_key)
 
     async def _apply(
         self, conn: Connection, found: StoredIncident, step: Action, lc: Lifecycle, now: float
@@ -402,6 +441,8 @@ class LifecycleStore:
         sla = evaluate_sla(lc, policy, now)
         out = []
         for kind in sla.breaches:
+            if f"breach:{kind}" in found.steps:
+                continue  # recorded earlier (read in this transaction): no write every tick
             due = sla.first_response_due if kind == "first_response" else sla.response_due
             if await _claim_step(conn, found.id, f"breach:{kind}", _ts(due), _ts(now)):
                 await _event(
@@ -414,13 +455,19 @@ class LifecycleStore:
         self, conn: Connection, found: StoredIncident, lc: Lifecycle, now: float
     ) -> tuple[tuple[int, float] | None, tuple[int, float] | None]:
         # Measured once per incident (and per resolution), by whichever replica sees it first.
+        # Steps already in ``found.steps`` were read in this transaction: no write every tick.
         acked = resolved = None
-        if lc.acknowledged_at is not None and await _claim_step(
-            conn, found.id, "measured:ack", _ts(lc.acknowledged_at), now
+        resolve_step = f"measured:resolve:{lc.reopened}"
+        if (
+            lc.acknowledged_at is not None
+            and "measured:ack" not in found.steps
+            and await _claim_step(conn, found.id, "measured:ack", _ts(lc.acknowledged_at), now)
         ):
             acked = (lc.level, (lc.acknowledged_at - lc.opened_at).total_seconds())
-        if lc.resolved_at is not None and await _claim_step(
-            conn, found.id, f"measured:resolve:{lc.reopened}", _ts(lc.resolved_at), now
+        if (
+            lc.resolved_at is not None
+            and resolve_step not in found.steps
+            and await _claim_step(conn, found.id, resolve_step, _ts(lc.resolved_at), now)
         ):
             resolved = (lc.level, (lc.resolved_at - lc.opened_at).total_seconds())
         return acked, resolved
@@ -438,14 +485,20 @@ class LifecycleStore:
 
     async def last_heartbeat(self, name: str) -> datetime | None:
         """When the ``name`` heartbeat last arrived."""
-        async with self.store.db.transaction() as conn:
-            row = await conn.fetchrow("SELECT last_seen_at FROM heartbeats WHERE name = $1", name)
+
+        async def work(conn: Connection) -> Row | None:
+            return await conn.fetchrow("SELECT last_seen_at FROM heartbeats WHERE name = $1", name)
+
+        row = await self.store.db.run(work)
         return when(row["last_seen_at"]) if row else None
 
     async def claim_once(self, key: str, *, now: datetime) -> bool:
         """True for exactly one caller per ``key`` across replicas (e.g. one dead man's page)."""
-        async with self.store.db.transaction(lock_key=f"lifecycle:{key}") as conn:
+
+        async def work(conn: Connection) -> bool:
             return await _claim_step(conn, "-", key, _ts(now), _ts(now))
+
+        return await self.store.db.run(work, lock_key=f"lifecycle:{key}")
 
     async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: datetime) -> int:
         """Enqueue messages outside an incident step."""

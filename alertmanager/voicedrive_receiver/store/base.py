@@ -309,6 +309,9 @@ def incident_id_for(group_key: str, identity: str, opened_at: float) -> str:
     return f"INC-{day}-{digest}"
 
 
+# Fingerprints per lookup statement: far below SQLite's and PostgreSQL's parameter limits.
+_LOOKUP_CHUNK = 500
+
 _OUTBOX_COLUMNS = (
     "id, delivery_id, purpose, incident_id, group_key, channel, contact, status, level, "
     "attempts, created_at, rendered"
@@ -434,11 +437,7 @@ class SqlStore:
                 duplicate=True, incident_id=row["incident_id"] if row else None, enqueued=0
             )
 
-        known = await conn.fetch(
-            "SELECT fingerprint, starts_at FROM alerts WHERE group_key = $1 AND status = 'firing'",
-            batch.group_key,
-        )
-        already_firing = {(r["fingerprint"], float(r["starts_at"])) for r in known}
+        already_firing = await self._already_firing(conn, batch)
         new_firing = tuple(
             a.fingerprint
             for a in batch.alerts
@@ -496,6 +495,26 @@ class SqlStore:
             enqueued=enqueued,
             channels=tuple(sorted({r.channel for r in planned})),
         )
+
+    async def _already_firing(self, conn: Connection, batch: IngestBatch) -> set[tuple[str, float]]:
+        """(fingerprint, start) of this notification's firing alerts the group had firing.
+
+        Only the notification's own fingerprints are looked up (through the primary key): a
+        group that collected thousands of alerts over a bad day costs no more than a new one.
+        """
+        fingerprints = sorted({a.fingerprint for a in batch.alerts if a.status == "firing"})
+        found: set[tuple[str, float]] = set()
+        for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
+            chunk = fingerprints[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join(f"${n}" for n in range(2, len(chunk) + 2))
+            rows = await conn.fetch(
+                "SELECT fingerprint, starts_at FROM alerts "  # noqa: S608 - placeholders only
+                f"WHERE group_key = $1 AND fingerprint IN ({marks}) AND status = 'firing'",
+                batch.group_key,
+                *chunk,
+            )
+            found.update((r["fingerprint"], float(r["starts_at"])) for r in rows)
+        return found
 
     async def _update_incident(
         self, conn: Connection, batch: IngestBatch

@@ -9,6 +9,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +119,13 @@ def fire(stack: E2EStack, run: Run, level: int) -> Fired:
         "enough API probes in Prometheus for a latency verdict",
         lambda: stack.query(f"{WARM} >= {WARM_REQUESTS}"),
         BASELINE_TIMEOUT_S,
-        logs=stack.logs(),
+        logs=stack.logs,
     )
     wait_for(
         "no levelled alert pending or firing before the fault",
         lambda: not stack.levelled_alerts() or None,
         BASELINE_TIMEOUT_S,
-        logs=f"{stack.levelled_alerts()}",
+        logs=lambda: f"{stack.levelled_alerts()}",
     )
     mark = stack.inbox.mark()
     started = time.monotonic()
@@ -143,7 +144,7 @@ def fire(stack: E2EStack, run: Run, level: int) -> Fired:
         f"Level {level} pages on {', '.join(scenario.channels)}",
         all_paged,
         PAGE_TIMEOUT_S,
-        logs=f"pages: {stack.inbox.pages(mark)}\nalerts: {stack.alerts()}\n{stack.logs()}",
+        logs=lambda: f"pages: {stack.inbox.pages(mark)}\nalerts: {stack.alerts()}\n{stack.logs()}",
     )
     summaries = _summaries(stack)
     deadline = time.monotonic() + SETTLE_S
@@ -180,7 +181,7 @@ def recover(stack: E2EStack, run: Run, level: int) -> list[Page]:
         f"Level {level} resolved messages on {', '.join(resolved_on)}",
         all_resolved,
         RESOLVE_TIMEOUT_S,
-        logs=f"pages: {stack.inbox.pages(mark)}\nalerts: {stack.alerts()}\n{stack.logs()}",
+        logs=lambda: f"pages: {stack.inbox.pages(mark)}\nalerts: {stack.alerts()}\n{stack.logs()}",
     )
     run.recovered[level] = time.monotonic() - started
     _record(stack, f"level{level}_resolved_s", run.recovered[level])
@@ -259,7 +260,7 @@ def assert_incident_closed_after_watch(stack: E2EStack, level: int) -> dict[str,
         f"the Level {level} incident closed",
         lambda: (lambda i: i if i["status"] == "closed" else None)(latest_incident(stack, level)),
         watch + 20,
-        logs=f"{latest_incident(stack, level)}\n{stack.logs()}",
+        logs=lambda: f"{latest_incident(stack, level)}\n{stack.logs()}",
     )
     assert incident["level"] == level
     assert incident["resolved_at"] is not None
@@ -271,8 +272,6 @@ def assert_incident_closed_after_watch(stack: E2EStack, level: int) -> dict[str,
 
 
 def _epoch(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 

@@ -49,19 +49,19 @@ T = TypeVar("T")
 INTERVAL = "1s"
 PROBE_TIMEOUT = "900ms"
 # The shortened `for` durations, through the overrides file a deployment would use. The
-# proportions of production are kept: APISlow's `for` longer than its window (the loader
-# insists), the Level 4 composite later than its Level 3 parts.
+# proportions of production are kept: APISlow's `for` longer than its window, the Level 4
+# composite shorter than its Level 3 parts so it reaches Alertmanager first and inhibits them
+# (the thresholds loader insists on both).
 OVERRIDES: dict[str, Any] = {
     "alerts": {
         "VoiceDriveAPISlow": {"params": {"window": "6s"}, "for": "7s"},
-        "VoiceDriveAPIDown": {"for": "3s"},
-        "VoiceDriveDatabaseDown": {"for": "3s"},
-        "VoiceDriveSystemDown": {"for": "5s"},
+        "VoiceDriveAPIDown": {"for": "5s"},
+        "VoiceDriveDatabaseDown": {"for": "5s"},
+        "VoiceDriveSystemDown": {"for": "3s"},
     }
 }
-# Alertmanager's timers on every route, and the hold of the route for what a Level 4 outage
-# explains: long enough for VoiceDriveSystemDown (2 s after its parts, plus a probe or an
-# evaluation apart) to arrive and inhibit them before their first notification.
+# Alertmanager's timers on every route; a route that holds its first notification longer
+# (if alertmanager.yml has one) keeps a hold, shortened like the rest.
 AM_TIMERS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"}
 HELD_GROUP_WAIT = "6s"
 # The receiver's watch after resolution (production 30 min, P8 step 4).
@@ -222,15 +222,22 @@ def http(
     return status, raw
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, *, logs: str = "") -> T:
-    """Poll ``check`` every 0.1 s until it returns something truthy; fail after ``timeout``."""
+def wait_for(
+    what: str,
+    check: Callable[[], T | None],
+    timeout: float,
+    *,
+    logs: Callable[[], str] = lambda: "",
+) -> T:
+    """Poll ``check`` every 0.1 s until it returns something truthy; fail after ``timeout``
+    with what ``logs()`` says at that moment."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{logs}", pytrace=False)
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{logs()}", pytrace=False)
         time.sleep(0.1)
 
 
@@ -453,8 +460,9 @@ def _alertmanager_config(ports: Ports, layout: Layout, receiver_address: str) ->
             hook["url"] = hook["url"].replace(default, receiver_address)
     config["route"].update(AM_TIMERS)
     for route in config["route"].get("routes", []):
+        held = "group_wait" in route and route["receiver"] == "voicedrive-receiver"
         route.update(AM_TIMERS)
-        if route["receiver"] == "voicedrive-receiver":
+        if held:
             route["group_wait"] = HELD_GROUP_WAIT
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 

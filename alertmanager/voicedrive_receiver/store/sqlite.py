@@ -15,6 +15,7 @@ waits for one.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import sqlite3
@@ -36,7 +37,9 @@ MAX_BATCH = 256
 CHECKPOINT_INTERVAL = 1.0
 
 
+@functools.lru_cache(maxsize=1024)
 def _sqlite_sql(sql: str) -> str:
+    # Cached: the statements are a few constants, rewritten on every execution otherwise.
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +34,9 @@ class Services:
     render: Render
     clock: Clock
     worker: OutboxWorker
+    # group key -> (incident id, level) seen at its last ingest: only a guess that lets the
+    # webhook render before the transaction (the transaction checks it, see OutboxPlanner).
+    incident_hints: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)

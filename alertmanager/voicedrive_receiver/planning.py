@@ -100,14 +100,73 @@ def build_batch(
     return Plan(batch=batch, decisions=decisions)
 
 
-def make_planner(
-    notification: Notification, plan: Plan, config: ReceiverConfig, render: Render
-) -> Callable[[GroupState], list[NewOutboxRow]]:
-    """The function the store calls inside its transaction to decide the outbox rows."""
-    batch = plan.batch
-    owner = ownership(notification.firing() or notification.alerts, config)
+class OutboxPlanner:
+    """Decides a notification's outbox rows inside the ingest transaction.
 
-    def planner(state: GroupState) -> list[NewOutboxRow]:
+    Rendering is the costly part and depends on the group's state only through the incident
+    id and level. ``prerender`` renders for a predicted (incident, level) before the
+    transaction, on the event loop; the transaction uses those texts only when the state it
+    reads has exactly that incident and level (then they are the same texts), and renders
+    itself otherwise. A wrong prediction costs one more rendering, never a wrong message.
+    """
+
+    def __init__(
+        self, notification: Notification, plan: Plan, config: ReceiverConfig, render: Render
+    ) -> None:
+        self.notification = notification
+        self.batch = plan.batch
+        self.config = config
+        self.render = render
+        self.owner = ownership(notification.firing() or notification.alerts, config)
+        self.at = datetime.fromtimestamp(plan.batch.received_at, UTC)
+        self._alerts = [_alert_json(a) for a in notification.alerts]
+        self._prepared: dict[tuple[str, int, str], dict[str, Any]] = {}
+
+    def _context(self, incident_id: str, level: int) -> dict[str, Any]:
+        batch, notification, config = self.batch, self.notification, self.config
+        incident_url = (
+            f"{config.server.external_url}/api/incidents/{incident_id}"
+            if config.server.external_url
+            else ""
+        )
+        context = build_context(
+            status=batch.status,
+            level=level,
+            alerts=self._alerts,
+            group_labels=notification.group_labels,
+            common_labels=notification.common_labels,
+            common_annotations=notification.common_annotations,
+            incident_id=incident_id,
+            incident_url=incident_url,
+            external_url=notification.external_url,
+            group_key=notification.group_key,
+            receiver=notification.receiver,
+        )
+        if batch.status == "firing":
+            # Nobody on duty: the fallback was paged, and the message says so (issue 5).
+            short, full = duty_notes(level, self.owner, config, self.at)
+            if short:
+                context["summary"] = f"{short} {context['summary']}"
+                context["description"] = f"{full} {context['description']}".strip()
+        return context
+
+    def prerender(self, incident_id: str, level: int) -> None:
+        """Render, ahead of the transaction, what (incident_id, level) would send."""
+        level = max(self.batch.level, level)
+        kinds = {
+            self.config.channels[r.channel].kind
+            for r in routes_for_level(level, self.owner, self.config, at=self.at)
+        }
+        if not kinds:
+            return
+        context = self._context(incident_id, level)
+        for kind in sorted(kinds):
+            message = self.render(kind, self.batch.status, self.config.language, context)
+            self._prepared[(incident_id, level, kind)] = rendered_to_json(message)
+
+    def __call__(self, state: GroupState) -> list[NewOutboxRow]:
+        """The rows for ``state`` (the group as the transaction reads it)."""
+        batch, config = self.batch, self.config
         if state.incident_id is None:
             # A resolved group we never saw firing: nobody was paged, nobody hears of it.
             return []
@@ -117,46 +176,28 @@ def make_planner(
             return []
         level = max(batch.level, state.incident_level)
         routes: tuple[Route, ...]
-        at = datetime.fromtimestamp(batch.received_at, UTC)
         if batch.status == "firing":
-            routes = routes_for_level(level, owner, config, at=at)
+            routes = routes_for_level(level, self.owner, config, at=self.at)
         else:
             routes = resolved_routes(state.firing_routes, config)
-        incident_url = (
-            f"{config.server.external_url}/api/incidents/{state.incident_id}"
-            if config.server.external_url
-            else ""
-        )
-        context = build_context(
-            status=batch.status,
-            level=level,
-            alerts=[_alert_json(a) for a in notification.alerts],
-            group_labels=notification.group_labels,
-            common_labels=notification.common_labels,
-            common_annotations=notification.common_annotations,
-            incident_id=state.incident_id,
-            incident_url=incident_url,
-            external_url=notification.external_url,
-            group_key=notification.group_key,
-            receiver=notification.receiver,
-        )
-        if batch.status == "firing":
-            # Nobody on duty: the fallback was paged, and the message says so (issue 5).
-            short, full = duty_notes(level, owner, config, at)
-            if short:
-                context["summary"] = f"{short} {context['summary']}"
-                context["description"] = f"{full} {context['description']}".strip()
         # Outside business hours, low levels wait for the hold team (issue 5): parked rows.
         hold = config.lifecycle.hold
-        release = release_time(hold, level=level, at=at) if batch.status == "firing" else None
+        release = release_time(hold, level=level, at=self.at) if batch.status == "firing" else None
         held = set(config.teams[hold.team].members) if hold.team in config.teams else set()
         rendered: dict[str, dict[str, Any]] = {}
+        context: dict[str, Any] | None = None
         rows = []
         for route in routes:
             kind = config.channels[route.channel].kind
             if kind not in rendered:
-                message = render(kind, batch.status, config.language, context)
-                rendered[kind] = rendered_to_json(message)
+                prepared = self._prepared.get((state.incident_id, level, kind))
+                if prepared is None:
+                    if context is None:
+                        context = self._context(state.incident_id, level)
+                    prepared = rendered_to_json(
+                        self.render(kind, batch.status, config.language, context)
+                    )
+                rendered[kind] = prepared
             row = NewOutboxRow(
                 delivery_id=delivery_id(batch.identity, route.channel, route.contact),
                 pair_key=pair_key(batch.group_key, route.channel, route.contact),
@@ -175,7 +216,12 @@ def make_planner(
             rows.append(row)
         return rows
 
-    return planner
+
+def make_planner(
+    notification: Notification, plan: Plan, config: ReceiverConfig, render: Render
+) -> OutboxPlanner:
+    """The function the store calls inside its transaction to decide the outbox rows."""
+    return OutboxPlanner(notification, plan, config, render)
 
 
 def rendered_to_json(message: RenderedMessage) -> dict[str, Any]:

@@ -15,8 +15,11 @@ from voicedrive_receiver.auth import authorized, challenge
 from voicedrive_receiver.errors import PayloadError, StoreUnavailable
 from voicedrive_receiver.models import Notification, parse_notification
 from voicedrive_receiver.planning import build_batch, make_planner
+from voicedrive_receiver.store.base import incident_id_for
 
 log = logging.getLogger(__name__)
+# Groups whose last incident the webhook remembers (a few bytes each).
+MAX_HINTS = 10_000
 
 
 def _json(
@@ -79,8 +82,14 @@ async def handle(request: web.Request) -> web.Response:
         received_at=svc.clock.now().timestamp(),
     )
     planner = make_planner(notification, plan, svc.config, svc.render)
+    batch = plan.batch
+    hint = svc.incident_hints.get(batch.group_key)
+    if hint is None:
+        # Most likely a new incident, whose id is derived from this very notification.
+        hint = (incident_id_for(batch.group_key, batch.identity, batch.received_at), batch.level)
+    planner.prerender(*hint)
     try:
-        result = await svc.store.ingest(plan.batch, planner)
+        result = await svc.store.ingest(batch, planner)
     except StoreUnavailable as exc:
         svc.metrics.webhooks.labels(outcome="unavailable").inc()
         log.error("store unavailable, answering 503", extra={"err": str(exc)})
@@ -95,6 +104,10 @@ async def handle(request: web.Request) -> web.Response:
         )
         return _json(200, {"status": "duplicate", "incident_id": result.incident_id})
 
+    if result.incident_id is not None and result.level is not None:
+        if len(svc.incident_hints) >= MAX_HINTS:
+            svc.incident_hints.clear()  # a guess cache: losing it only costs renderings
+        svc.incident_hints[batch.group_key] = (result.incident_id, result.level)
     svc.metrics.webhooks.labels(outcome="accepted").inc()
     for alert, decision in zip(notification.alerts, plan.decisions, strict=True):
         svc.metrics.alerts.labels(level=str(decision.level), status=alert.status).inc()

@@ -140,6 +140,8 @@ class IngestResult:
     incident_id: str | None
     enqueued: int
     channels: tuple[str, ...] = ()
+    # The incident's level after this notification (None for duplicates).
+    level: int | None = None
 
 
 Planner = Callable[[GroupState], Sequence[NewOutboxRow]]
@@ -494,6 +496,7 @@ class SqlStore:
             incident_id=incident_id,
             enqueued=enqueued,
             channels=tuple(sorted({r.channel for r in planned})),
+            level=level,
         )
 
     async def _already_firing(self, conn: Connection, batch: IngestBatch) -> set[tuple[str, float]]:

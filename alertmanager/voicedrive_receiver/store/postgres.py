@@ -38,6 +38,20 @@ class _Conn:
         return dict(row) if row is not None else None
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """A pooled connection returned without asyncpg's reset round trip.
+
+    The receiver leaves no session state behind: no LISTEN, no SET, no cursor outside a
+    transaction, and only transaction-scoped advisory locks. asyncpg still rolls back an open
+    transaction on release; the reset query (one more round trip per unit of work, ~10 % of
+    an ingest) would only undo state that never exists.
+    """
+
+    def get_reset_query(self) -> str:
+        """Nothing to reset (see the class docstring)."""
+        return ""
+
+
 class PostgresDatabase:
     """An asyncpg pool."""
 
@@ -71,6 +85,7 @@ class PostgresDatabase:
                 max_size=self._pool_max,
                 timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
+                connection_class=_PooledConnection,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(

@@ -69,6 +69,35 @@ ALERT_PARAMS: dict[str, dict[str, ParamKind]] = {
 }
 ALERT_NAMES = tuple(ALERT_PARAMS)
 
+# Inhibitions whose source and target can turn true from one fault (alertmanager.yml's
+# inhibit_rules; tests/alertmanager checks the two lists agree). Inhibition only works once the
+# source is in Alertmanager: a target that fires first is paged at its own level, and no
+# group_wait can hold it back reliably (an existing aggregation group flushes at its next
+# group_interval tick). So each source's `for` must be strictly shorter than its targets': the
+# source then fires at least one evaluation before a target that turned true with it.
+INHIBITS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "VoiceDriveSystemDown",
+        (
+            "VoiceDriveAPIDown",
+            "VoiceDriveAPISlow",
+            "VoiceDriveDatabaseDown",
+            "VoiceDriveNotificationSuccessLow",
+            "VoiceDriveNotificationMassFailure",
+        ),
+    ),
+    ("VoiceDriveAPIDown", ("VoiceDriveAPISlow",)),
+    ("VoiceDriveNotificationMassFailure", ("VoiceDriveNotificationSuccessLow",)),
+    ("VoiceDriveHostCPUCritical", ("VoiceDriveHostCPUHigh",)),
+    ("VoiceDriveHostMemoryCritical", ("VoiceDriveHostMemoryHigh",)),
+)
+# Inhibitions without a `for` relation: the target's expression needs another endpoint up, the
+# source's every endpoint down, so both are never true in the same evaluation.
+INHIBITS_EXCLUSIVE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("VoiceDriveSystemDown", ("VoiceDriveAPIEndpointDown",)),
+    ("VoiceDriveAPIDown", ("VoiceDriveAPIEndpointDown",)),
+)
+
 _PLACEHOLDER = re.compile(r"\[\[([a-z_]+)\]\]")
 _RUNBOOK = re.compile(r"^[a-z0-9][a-z0-9_-]*\.md#[a-z0-9][a-z0-9_-]*$")
 
@@ -185,6 +214,16 @@ class Thresholds:
         return iter(self.alerts)
 
 
+class RelationError(ConfigError):
+    """Two keys that are valid alone but contradict each other; ``related`` names the other."""
+
+    def __init__(
+        self, path: str, message: str, *, related: tuple[str, ...], source: str | None = None
+    ) -> None:
+        super().__init__(path, message, source=source)
+        self.related = related
+
+
 def load_thresholds(path: Path | None = None, overrides: Path | None = None) -> Thresholds:
     """Load the thresholds file (default: mixin/thresholds.yml), merging ``overrides`` over it."""
     path = path or DEFAULT_PATH
@@ -197,7 +236,8 @@ def load_thresholds(path: Path | None = None, overrides: Path | None = None) -> 
         return parse_thresholds(merged, source=str(path))
     except ConfigError as exc:
         # A bad value that came from the overrides file must be reported against that file.
-        if any(exc.path == t or exc.path.startswith((t + ".", t + "[")) for t in touched):
+        paths = (exc.path, *(exc.related if isinstance(exc, RelationError) else ()))
+        if any(p == t or p.startswith((t + ".", t + "[")) for p in paths for t in touched):
             raise ConfigError(exc.path, exc.reason, source=str(overrides)) from None
         raise
 
@@ -357,6 +397,7 @@ def _cross_checks(t: Thresholds, source: str | None) -> None:
             "one slow request stays in the window that long and must not page alone",
             source=source,
         )
+    _inhibition_order(t, source)
     pairs = (
         ("VoiceDriveHostCPUHigh", "VoiceDriveHostCPUCritical", "above"),
         ("VoiceDriveHostMemoryHigh", "VoiceDriveHostMemoryCritical", "above"),
@@ -369,5 +410,22 @@ def _cross_checks(t: Thresholds, source: str | None) -> None:
             raise ConfigError(
                 f"alerts.{worse}.params.threshold",
                 f"must be {word} the threshold of {other}",
+                source=source,
+            )
+
+
+def _inhibition_order(t: Thresholds, source: str | None) -> None:
+    for name, targets in INHIBITS:
+        inhibitor = t.alert(name)
+        for target_name in targets:
+            target = t.alert(target_name)
+            if inhibitor.for_seconds < target.for_seconds:
+                continue
+            raise RelationError(
+                f"alerts.{name}.for",
+                f"must be shorter than alerts.{target_name}.for ({target.for_text}), got "
+                f"{inhibitor.for_text}: {name} inhibits {target_name} and must fire first, "
+                f"or {target_name} is paged before the inhibition exists",
+                related=(f"alerts.{target_name}.for",),
                 source=source,
             )

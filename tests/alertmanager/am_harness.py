@@ -168,12 +168,10 @@ class AlertmanagerProcesses:
         *,
         webhook_base: str = "http://127.0.0.1:9",
         timers: dict[str, str] | None = None,
-        held_group_wait: str | None = None,
     ) -> RunningAlertmanager:
         """Start one Alertmanager and wait until it is ready.
 
-        ``timers`` replaces group_wait/group_interval/repeat_interval on every route;
-        ``held_group_wait`` then sets the hold of the route for what a Level 4 outage explains.
+        ``timers`` replaces group_wait/group_interval/repeat_interval on every route.
         """
         binary = require_binary("prometheus-alertmanager")
         workdir = self._workdir / f"am{len(self._processes)}"
@@ -189,10 +187,6 @@ class AlertmanagerProcesses:
             config["route"].update(timers)
             for route in config["route"].get("routes", []):
                 route.update(timers)
-        if held_group_wait:
-            for route in config["route"].get("routes", []):
-                if route["receiver"] == "voicedrive-receiver":
-                    route["group_wait"] = held_group_wait
         config_file = workdir / "alertmanager.yml"
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
         port = free_port()

@@ -1,7 +1,6 @@
 """alertmanager.yml is valid for amtool and routes every alert class where it must go."""
 
 import subprocess
-from typing import Any
 
 import pytest
 import yaml
@@ -9,10 +8,11 @@ from am_harness import ALERT_CLASSES, CONFIG, repo_config
 
 from binaries import require_binary
 from voicedrive_common.durations import parse_duration
-from voicedrive_mixin.thresholds import load_thresholds
+from voicedrive_mixin.thresholds import INHIBITS, INHIBITS_EXCLUSIVE, load_thresholds
 
 RECEIVER = "voicedrive-receiver"
 WATCHDOG = "voicedrive-watchdog"
+PROMETHEUS_CONFIG = CONFIG.parents[1] / "prometheus" / "prometheus.yml"
 
 
 def routed_receivers(*labels: str) -> list[str]:
@@ -70,73 +70,49 @@ def test_paging_webhook_sends_resolved_with_a_bearer_token_file() -> None:
     assert "credentials" not in auth
 
 
-# What VoiceDriveSystemDown explains (its inhibition targets) plus itself.
-HELD = {
-    "VoiceDriveSystemDown",
-    "VoiceDriveAPIDown",
-    "VoiceDriveAPIEndpointDown",
-    "VoiceDriveAPISlow",
-    "VoiceDriveDatabaseDown",
-    "VoiceDriveNotificationSuccessLow",
-    "VoiceDriveNotificationMassFailure",
-}
-PROMETHEUS_CONFIG = CONFIG.parents[1] / "prometheus" / "prometheus.yml"
+def test_no_route_holds_paging_alerts_back() -> None:
+    # A longer group_wait cannot make an inhibition reliable (an existing group flushes at its
+    # next group_interval tick) and delays every page; the `for` order in the rules does it.
+    (route,) = repo_config()["route"]["routes"]
+    assert route["receiver"] == WATCHDOG
 
 
-def matched_route(alertname: str) -> str:
-    """The deepest route amtool's --tree shows for the alert with its class's labels."""
-    amtool = require_binary("amtool")
-    labels = {"alertname": alertname, **ALERT_CLASSES[alertname]}
-    result = subprocess.run(
-        [amtool, "config", "routes", "test", f"--config.file={CONFIG}", "--tree"]
-        + [f"{k}={v}" for k, v in labels.items()],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    tree = [line for line in result.stdout.splitlines() if "── " in line]
-    return tree[-1].split("── ", 1)[1]
+def inhibited_pairs() -> set[tuple[str, str]]:
+    """(source, target) alert names of every inhibit rule in alertmanager.yml."""
+    pairs = set()
+    for rule in repo_config()["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        (target,) = rule["target_matchers"]
+        for name in target.split('"')[1].split("|"):
+            pairs.add((source.split('"')[1], name))
+    return pairs
 
 
-def held_route() -> dict[str, Any]:
-    """The sub-route that holds the alerts a Level 4 outage explains."""
-    (route,) = [r for r in repo_config()["route"]["routes"] if r["receiver"] == RECEIVER]
-    return route
+def declared(table: tuple[tuple[str, tuple[str, ...]], ...]) -> set[tuple[str, str]]:
+    return {(source, target) for source, targets in table for target in targets}
 
 
-@pytest.mark.parametrize("alertname", sorted(HELD))
-def test_alerts_a_level4_outage_explains_take_the_held_route(alertname: str) -> None:
-    assert matched_route(alertname).startswith("{alertname=~")
+def test_the_loader_orders_exactly_the_inhibitions_of_the_config() -> None:
+    # Every inhibit rule is either `for`-ordered by the thresholds loader or declared
+    # exclusive (never true together); a new rule must be added to one of the two lists.
+    assert declared(INHIBITS) | declared(INHIBITS_EXCLUSIVE) == inhibited_pairs()
+    assert not declared(INHIBITS) & declared(INHIBITS_EXCLUSIVE)
 
 
-@pytest.mark.parametrize("alertname", sorted(set(ALERT_CLASSES) - HELD - {"Watchdog"}))
-def test_other_alerts_take_the_default_route(alertname: str) -> None:
-    assert matched_route(alertname).startswith("default-route")
-
-
-def test_the_held_alerts_are_exactly_what_system_down_inhibits() -> None:
-    (rule,) = [
-        r
-        for r in repo_config()["inhibit_rules"]
-        if r["source_matchers"] == ['alertname="VoiceDriveSystemDown"']
-    ]
-    (target,) = rule["target_matchers"]
-    inhibited = set(target.split('"')[1].split("|"))
-    assert inhibited | {"VoiceDriveSystemDown"} == HELD
-
-
-def test_the_hold_outlasts_the_level4_composites_extra_for() -> None:
-    # The composite fires `for` after both parts are down; a part fires after its own `for`,
-    # and the two parts' probes may turn red one scrape apart. The first page of a part's
-    # group must wait at least that long, or the Level 3 page goes out before the Level 4
-    # inhibition exists.
+@pytest.mark.parametrize(("source", "target"), sorted(declared(INHIBITS)))
+def test_every_inhibition_source_fires_before_its_target(source: str, target: str) -> None:
     t = load_thresholds()
-    composite = t.alert("VoiceDriveSystemDown").for_seconds
-    first_part = min(
-        t.alert(name).for_seconds for name in ("VoiceDriveAPIDown", "VoiceDriveDatabaseDown")
-    )
+    assert t.alert(source).for_seconds < t.alert(target).for_seconds
+
+
+def test_system_down_is_a_full_evaluation_ahead_of_parts_one_probe_round_apart() -> None:
+    # In a Level 4 outage the API and database probes turn red in the same round or one
+    # scrape apart; the composite (true from the later one) must still fire at least one
+    # evaluation before either part, so its inhibition is in Alertmanager when they arrive.
+    t = load_thresholds()
     prometheus = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     scrape = parse_duration(prometheus["global"]["scrape_interval"], "scrape_interval")
-    hold = parse_duration(held_route()["group_wait"], "group_wait")
-    assert hold >= composite - first_part + scrape
+    evaluation = parse_duration(prometheus["global"]["evaluation_interval"], "evaluation")
+    composite = t.alert("VoiceDriveSystemDown").for_seconds
+    for part in ("VoiceDriveAPIDown", "VoiceDriveDatabaseDown"):
+        assert scrape + composite + evaluation <= t.alert(part).for_seconds

@@ -30,10 +30,13 @@ ADMIN_TOKEN = "rules-integration-admin-token"
 START_TIMEOUT_S = 30.0
 ALERT_TIMEOUT_S = 40.0
 
-# The shortened timings. APISlow's `for` must stay longer than its window (the loader checks).
+# The shortened timings. The loader checks what production keeps: APISlow's `for` longer than
+# its window, and every inhibiting alert's `for` shorter than its targets'.
 OVERRIDES = {
     "alerts": {
         "VoiceDriveAPISlow": {"params": {"window": "6s"}, "for": "7s"},
+        "VoiceDriveSystemDown": {"for": "1s"},
+        "VoiceDriveAPIDown": {"for": "3s"},
         "VoiceDriveDatabaseDown": {"for": "3s"},
         "VoiceDriveExporterDown": {"for": "3s"},
     }

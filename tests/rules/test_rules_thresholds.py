@@ -145,6 +145,16 @@ OVERRIDE_ERRORS = [
         "alerts.VoiceDriveHostCPUCritical.params.threshold: must be above the threshold of "
         "VoiceDriveHostCPUHigh",
     ),
+    (
+        {"alerts": {"VoiceDriveAPIDown": {"for": "1m"}}},
+        "alerts.VoiceDriveSystemDown.for: must be shorter than alerts.VoiceDriveAPIDown.for "
+        "(1m), got 1m: VoiceDriveSystemDown inhibits VoiceDriveAPIDown and must fire first",
+    ),
+    (
+        {"alerts": {"VoiceDriveSystemDown": {"for": "5m"}}},
+        "alerts.VoiceDriveSystemDown.for: must be shorter than alerts.VoiceDriveAPIDown.for "
+        "(2m), got 5m",
+    ),
 ]
 
 
@@ -165,6 +175,37 @@ def test_bad_value_from_overrides_is_reported_against_the_overrides_file(tmp_pat
     assert str(info.value) == (
         f"{overrides}: alerts.VoiceDriveAPIDown.level: must be at most 4, got 9"
     )
+
+
+def test_for_order_broken_by_the_overrides_is_reported_against_the_overrides_file(
+    tmp_path: Path,
+) -> None:
+    # The override touched only the target's `for`; the error names the source's key and is
+    # still blamed on the file that broke the relation.
+    overrides = write(tmp_path, "deploy.yml", {"alerts": {"VoiceDriveDatabaseDown": {"for": "1m"}}})
+    with pytest.raises(ConfigError) as info:
+        load_thresholds(overrides=overrides)
+    assert str(info.value).startswith(
+        f"{overrides}: alerts.VoiceDriveSystemDown.for: must be shorter than "
+        "alerts.VoiceDriveDatabaseDown.for (1m)"
+    )
+
+
+def test_shortened_for_values_that_keep_the_order_load(tmp_path: Path) -> None:
+    # What an end-to-end test does: every `for` in seconds, sources still first.
+    overrides = write(
+        tmp_path,
+        "fast.yml",
+        {
+            "alerts": {
+                "VoiceDriveSystemDown": {"for": "2s"},
+                "VoiceDriveAPIDown": {"for": "4s"},
+                "VoiceDriveDatabaseDown": {"for": "4s"},
+            }
+        },
+    )
+    t = load_thresholds(overrides=overrides)
+    assert t.alert("VoiceDriveSystemDown").for_seconds == 2
 
 
 def _with(path: str, value: object) -> dict[str, Any]:
@@ -222,6 +263,24 @@ INVALID_FILES = [
         _with("alerts.VoiceDriveNotificationMassFailure.params.threshold", 0.96),
         "alerts.VoiceDriveNotificationMassFailure.params.threshold: must be below the threshold "
         "of VoiceDriveNotificationSuccessLow",
+    ),
+    (
+        _with("alerts.VoiceDriveDatabaseDown.for", "30s"),
+        "alerts.VoiceDriveSystemDown.for: must be shorter than alerts.VoiceDriveDatabaseDown.for",
+    ),
+    (
+        _with("alerts.VoiceDriveNotificationMassFailure.for", "7m"),
+        "alerts.VoiceDriveNotificationMassFailure.for: must be shorter than "
+        "alerts.VoiceDriveNotificationSuccessLow.for (7m), got 7m",
+    ),
+    (
+        _with("alerts.VoiceDriveAPIDown.for", "10m"),
+        "alerts.VoiceDriveAPIDown.for: must be shorter than alerts.VoiceDriveAPISlow.for (10m)",
+    ),
+    (
+        _with("alerts.VoiceDriveHostMemoryHigh.for", "5m"),
+        "alerts.VoiceDriveHostMemoryCritical.for: must be shorter than "
+        "alerts.VoiceDriveHostMemoryHigh.for (5m)",
     ),
     (
         _with("channels_by_level.2", ["slack", "pager"]),

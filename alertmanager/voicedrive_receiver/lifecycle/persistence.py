@@ -120,10 +120,6 @@ def lifecycle_of(
     )
 
 
-# The only events the Lifecycle is rebuilt from (see lifecycle_of); the rest is the timeline.
-_RESTART_EVENTS = ("reopened", "repaged")
-
-
 async def load_incident(
     conn: Connection,
     incident_id: str,
@@ -156,17 +152,12 @@ async def load_incident(
             incident_id,
         )
     else:
-        # Sorted here: an ORDER BY makes SQLite walk the (incident_id, at) index instead.
-        restarts = await conn.fetch(
-            "SELECT id, at, kind, detail FROM incident_events WHERE incident_id = $1 "
-            "AND kind IN ($2, $3)",
+        # Literal kinds, matching the partial index incident_events_restarts (schema v3).
+        raw_events = await conn.fetch(
+            "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 "
+            "AND kind IN ('reopened', 'repaged') ORDER BY at, id",
             incident_id,
-            *_RESTART_EVENTS,
         )
-        raw_events = [
-            {"at": e["at"], "kind": e["kind"], "detail": e["detail"]}
-            for e in sorted(restarts, key=lambda e: (float(e["at"]), int(e["id"])))
-        ]
     events = tuple({**dict(e), "detail": json.loads(e["detail"] or "{}")} for e in raw_events)
     steps = await conn.fetch("SELECT step FROM lifecycle_steps WHERE incident_id = $1", incident_id)
     return StoredIncident(

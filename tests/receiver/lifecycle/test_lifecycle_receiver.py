@@ -27,7 +27,9 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.config import ReceiverConfig, parse_config
 from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
+from voicedrive_receiver.lifecycle.persistence import load_incident
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
+from voicedrive_receiver.store.base import Connection
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCHEDULE = str(Path(__file__).resolve().parents[3] / "alertmanager" / "schedule.phase2.yml")
@@ -495,3 +497,28 @@ async def test_daily_check_reads_the_backup_age_from_the_prometheus_api(
     assert backup["ok"] is True
     assert backup["data"]["age_seconds"] == 7200.0
     assert queries == ["max(voicedrive_backup_age_seconds)"]
+
+
+async def test_a_scheduler_read_rebuilds_the_same_lifecycle_without_the_delivery_events(
+    rxl: Harness,
+) -> None:
+    resp = await rxl.post(payload(alert(level="4")))
+    incident_id = (await resp.json())["incident_id"]
+    await rxl.drain()
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()  # a re-page: one of the events a decision needs
+    await rxl.drain()
+
+    async def both(conn: Connection) -> tuple[Any, Any]:
+        return (
+            await load_incident(conn, incident_id),
+            await load_incident(conn, incident_id, timeline=False),
+        )
+
+    full, lean = await rxl.store.db.run(both)
+    assert full is not None
+    assert lean is not None
+    assert lean.lifecycle == full.lifecycle
+    assert lean.lifecycle.repages == 1
+    assert {e["kind"] for e in lean.events} == {"repaged"}
+    assert "delivered" in {e["kind"] for e in full.events}

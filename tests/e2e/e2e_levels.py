@@ -218,6 +218,28 @@ def assert_inhibited_not_paged(fired: Fired) -> None:
             assert summary not in page.text, f"{name} was paged: {page}"
 
 
+def staggered_recovery(stack: E2EStack, run: Run) -> list[Page]:
+    """A Level 4 outage whose API returns STAGGER_S before its database; the pages after."""
+    fire(stack, run, 4)
+    mark = stack.inbox.mark()
+    stack.fault("api", {"endpoint": "*", "down": False})
+    time.sleep(STAGGER_S)
+    stack.clear_faults()
+
+    def resolved() -> bool:
+        got = count(stack.inbox.pages(mark), "resolved")
+        return all(got[c] >= 1 for c in ("slack", "email", "sms"))
+
+    wait_for(
+        "the Level 4 resolved messages",
+        resolved,
+        RESOLVE_TIMEOUT_S,
+        logs=lambda: f"pages: {stack.inbox.pages(mark)}\n{stack.logs()}",
+    )
+    time.sleep(SETTLE_S)
+    return stack.inbox.pages(mark)
+
+
 def assert_resolved_pages(level: int, pages: list[Page]) -> None:
     """One resolved message on each channel the firing page reached, except the phone."""
     scenario = SCENARIOS[level]
@@ -238,10 +260,21 @@ def assert_no_firing_page(pages: list[Page]) -> None:
 # finish some tens of milliseconds apart, so at the test's 1 s scrape this happens in roughly
 # one run in ten (at 30 s, rarely; when the parts really recover apart, every time). The fix
 # belongs in the rules (e.g. `keep_firing_for` on VoiceDriveSystemDown, Prometheus >= 2.42).
+# The same, made certain: the API comes back STAGGER_S before the database (as it would after a
+# restart of one of them). Strict: once the rules keep the composite firing a little after a
+# part returns, this passes and the marker must go.
+STAGGER_S = 3.0
+LEVEL4_STAGGERED_RECOVERY = pytest.mark.xfail(
+    reason="VoiceDriveSystemDown resolves with the first part back; the database part is then "
+    "paged at Level 3 (fix: keep_firing_for on VoiceDriveSystemDown)",
+    strict=True,
+    raises=AssertionError,  # a timeout or a crash is a real failure
+)
 LEVEL4_RECOVERY_RACE = pytest.mark.xfail(
     reason="known race: a Level 4 part outliving VoiceDriveSystemDown by one evaluation "
     "loses its inhibition and can page Level 3 on recovery",
     strict=False,
+    raises=AssertionError,
 )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from e2e_levels import (
     LEVEL4_RECOVERY_RACE,
+    LEVEL4_STAGGERED_RECOVERY,
     Run,
     assert_alive,
     assert_incident_closed_after_watch,
@@ -20,6 +21,7 @@ from e2e_levels import (
     empty_panels,
     fire,
     recover,
+    staggered_recovery,
 )
 from e2e_stack import E2EStack, start_stack, stop_stack
 
@@ -104,6 +106,13 @@ def test_level4_recovery_pages_none_of_the_inhibited_parts(stack: E2EStack, run:
 
 def test_level4_incident_closes_after_its_watch(stack: E2EStack, run: Run) -> None:
     assert_incident_closed_after_watch(stack, 4)
+
+
+@LEVEL4_STAGGERED_RECOVERY
+def test_level4_recovery_with_the_database_back_last_pages_no_level3(
+    stack: E2EStack, run: Run
+) -> None:
+    assert_no_firing_page(staggered_recovery(stack, Run()))
 
 
 def test_every_dashboard_panel_shows_series_from_the_running_stack(stack: E2EStack) -> None:

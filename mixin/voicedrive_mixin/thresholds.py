@@ -74,7 +74,8 @@ ALERT_NAMES = tuple(ALERT_PARAMS)
 # source is in Alertmanager: a target that fires first is paged at its own level, and no
 # group_wait can hold it back reliably (an existing aggregation group flushes at its next
 # group_interval tick). So each source's `for` must be strictly shorter than its targets': the
-# source then fires at least one evaluation before a target that turned true with it.
+# source then fires before a target that turned true with it (a whole evaluation earlier when
+# the difference is at least the evaluation interval, as in the defaults).
 INHIBITS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "VoiceDriveSystemDown",

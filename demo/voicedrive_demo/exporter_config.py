@@ -16,7 +16,7 @@ api:
     - path: /health
     - path: /api/status
 notifications:
-  window: 5m
+  window: {notification_window}
   min_volume: 20
   sql:
     dsn: postgresql://{db_user}@{proxy}/{database}
@@ -46,6 +46,7 @@ def render_exporter_config(
     backup_glob: str,
     interval: str,
     timeout: str = "4s",
+    notification_window: str = "5m",
 ) -> str:
     """YAML for ``voicedrive-exporter --config.file``: API, notifications and database probes
     through the simulator (the database through its proxy), backup freshness and host."""
@@ -55,6 +56,7 @@ def render_exporter_config(
     return _TEMPLATE.format(
         interval=interval,
         timeout=timeout,
+        notification_window=notification_window,
         connect_timeout=_millis(seconds / 2),
         query_timeout=_millis(seconds / 4),
         cpu_sample_window=_millis(seconds / 4),

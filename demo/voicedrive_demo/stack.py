@@ -23,11 +23,14 @@ from voicedrive_demo.stack_configs import (
     render_receiver,
     repo_configs_present,
 )
+from voicedrive_demo.timing import Timing, write_rules
 
 DATABASE = "voicedrive"
 # The demo probes and scrapes every few seconds so that an injected fault shows within
 # moments; production keeps the protocol's 30 s (P4).
 PROBE_INTERVAL = "5s"
+# Channels the demo's receiver stands in for with console channels writing their own files.
+STAND_INS = ("sms", "phone")
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
 
@@ -73,6 +76,10 @@ class Layout:
         """The receiver's console channel as JSON lines (the "file outbox")."""
         return self.root / "outbox.jsonl"
 
+    def channel_outbox(self, name: str) -> Path:
+        """The file outbox of the SMS (``sms``) or phone (``phone``) stand-in channel."""
+        return self.root / f"outbox-{name}.jsonl"
+
     def config(self, name: str) -> Path:
         """Where the demo writes the config of ``name``."""
         return self.root / f"{name}.yml"
@@ -84,9 +91,11 @@ class Layout:
     def prepare(self, *, db_password: str) -> None:
         """Create the directory afresh for one run: tokens, password, fake backup, no old state."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in (self.root / "data", self.mail):
+        for stale in (self.root / "data", self.mail, self.root / "rules"):
             shutil.rmtree(stale, ignore_errors=True)
         self.outbox.unlink(missing_ok=True)
+        for name in STAND_INS:
+            self.channel_outbox(name).unlink(missing_ok=True)
         for directory in (self.logs, self.backups, self.mail, self.root / "data"):
             directory.mkdir(parents=True, exist_ok=True)
         _write_private(self.token_file, secrets.token_urlsafe(24) + "\n")
@@ -141,6 +150,9 @@ class Stack:
     # The end-to-end test (tests/e2e) probes faster; the demo keeps its defaults.
     probe_interval: str = PROBE_INTERVAL
     probe_timeout: str = "4s"
+    # The demo's compressed time (None: production timings of the rules, Alertmanager and
+    # the receiver's lifecycle; only the probe interval above is shorter).
+    timing: Timing | None = None
 
 
 def build_services(stack: Stack, *, with_exporter: bool, with_alerting: bool) -> list[Service]:
@@ -195,6 +207,7 @@ def exporter(stack: Stack) -> Service:
             backup_glob=str(layout.backups / "*.dump"),
             interval=stack.probe_interval,
             timeout=stack.probe_timeout,
+            notification_window=stack.timing.notification_window if stack.timing else "5m",
         ),
         encoding="utf-8",
     )
@@ -239,6 +252,8 @@ def receiver(stack: Stack) -> Service:
             token_file=layout.receiver_token_file,
             store=layout.data("receiver") / "receiver.db",
             outbox=layout.outbox,
+            channel_outboxes={name: layout.channel_outbox(name) for name in STAND_INS},
+            timing=stack.timing,
         ),
         encoding="utf-8",
     )
@@ -260,7 +275,10 @@ def alertmanager(stack: Stack) -> Service:
     ports, layout = stack.ports, stack.layout
     config = layout.config("alertmanager")
     config.write_text(
-        render_alertmanager(ports=ports, token_file=layout.receiver_token_file), encoding="utf-8"
+        render_alertmanager(
+            ports=ports, token_file=layout.receiver_token_file, timing=stack.timing
+        ),
+        encoding="utf-8",
     )
     return Service(
         name="alertmanager",
@@ -280,8 +298,12 @@ def prometheus(stack: Stack) -> Service:
     """The real Prometheus with the repo's prometheus.yml and generated rules."""
     ports, layout = stack.ports, stack.layout
     config = layout.config("prometheus")
+    rule_files = None
+    if stack.timing is not None:
+        rule_files = [str(write_rules(stack.timing, layout.root / "rules"))]
     config.write_text(
-        render_prometheus(ports=ports, interval=stack.probe_interval), encoding="utf-8"
+        render_prometheus(ports=ports, interval=stack.probe_interval, rule_files=rule_files),
+        encoding="utf-8",
     )
     return Service(
         name="prometheus",

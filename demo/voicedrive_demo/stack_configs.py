@@ -8,12 +8,14 @@ file outbox and the demo's mail catcher, so no Slack or Twilio credentials are n
 """
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from voicedrive_demo.ports import DEFAULT_PORTS, HOST, Ports
+from voicedrive_demo.timing import Timing, compress_routes, lifecycle_section
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -46,8 +48,11 @@ def remap_addresses(tree: Any, ports: Ports) -> Any:
     return tree
 
 
-def render_prometheus(*, ports: Ports, interval: str) -> str:
-    """The repo's prometheus.yml on the demo's ports, rules by absolute path, short intervals."""
+def render_prometheus(*, ports: Ports, interval: str, rule_files: list[str] | None = None) -> str:
+    """The repo's prometheus.yml on the demo's ports, rules by absolute path, short intervals.
+
+    ``rule_files`` replaces the repo's rule files (the demo's rules generated with overrides).
+    """
     source = PROMETHEUS_DIR / "prometheus.yml"
     config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)
     config["global"]["scrape_interval"] = interval
@@ -55,17 +60,20 @@ def render_prometheus(*, ports: Ports, interval: str) -> str:
     timeout = config["global"].get("scrape_timeout")
     if timeout is not None:
         config["global"]["scrape_timeout"] = interval  # must not exceed the scrape interval
-    config["rule_files"] = [
+    config["rule_files"] = rule_files or [
         pattern if Path(pattern).is_absolute() else str(PROMETHEUS_DIR / pattern)
         for pattern in config.get("rule_files", [])
     ]
     return _HEADER.format(source=source) + yaml.safe_dump(config, sort_keys=False)
 
 
-def render_alertmanager(*, ports: Ports, token_file: Path) -> str:
-    """The repo's alertmanager.yml on the demo's ports, with the demo's receiver token file."""
+def render_alertmanager(*, ports: Ports, token_file: Path, timing: Timing | None = None) -> str:
+    """The repo's alertmanager.yml on the demo's ports, with the demo's receiver token file;
+    with ``timing``, every route's group_wait, group_interval and repeat_interval compressed."""
     source = ALERTMANAGER_DIR / "alertmanager.yml"
     config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)
+    if timing is not None:
+        config["route"] = compress_routes(config["route"], timing)
     for receiver in config.get("receivers", []):
         for webhook in receiver.get("webhook_configs", []):
             auth = webhook.get("http_config", {}).get("authorization")
@@ -107,6 +115,9 @@ contacts:
     display_name: 経営層
     email: management@voicedrive.example
 
+# Without Slack and Twilio credentials the demo stands in for them: the console channel (the
+# emergency Slack channel's place) prints and appends to the file outbox; "sms" and "phone"
+# are console channels too, each with its own file, so every level's channel stays visible.
 channels:
   console:
     type: console
@@ -119,29 +130,74 @@ channels:
     security: none
     from: alerts@voicedrive.example
     from_name: VoiceDrive 監視
+  sms:
+    type: console
+    stdout: true
+    file: {sms_outbox}
+  phone:
+    type: console
+    stdout: true
+    file: {phone_outbox}
 
 fanout:
   cumulative: true
   targets:
     - {{level: 1, channel: console, to: [operator]}}
     - {{level: 2, channel: email, to: [tech_lead]}}
-    # Without SMS and phone credentials the demo's stand-ins for the SMS (Level 3) and the
-    # phone call (Level 4) are mails, so each level stays visible in the mail catcher.
-    - {{level: 3, channel: email, to: [hotline]}}
-    - {{level: 4, channel: email, to: [person_in_charge, management]}}
+    - {{level: 3, channel: sms, to: [hotline]}}
+    - {{level: 4, channel: phone, to: [person_in_charge]}}
+    - {{level: 4, channel: email, to: [management]}}
 
 outbox:
   dead_letter_report:
     - {{channel: console, to: [operator]}}
 """
 
+# The daily check asks who is on duty: in the demo, the technical lead around the clock.
+_SCHEDULE: dict[str, Any] = {
+    "fallback": {"name": "24時間緊急ホットライン", "contacts": ["hotline"]},
+    "shifts": [
+        {
+            "name": "デモ当番（終日）",
+            "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "00:00",
+            "end": "24:00",
+            "team": "voicedrive",
+            "contacts": ["tech_lead"],
+        }
+    ],
+}
 
-def render_receiver(*, ports: Ports, token_file: Path, store: Path, outbox: Path) -> str:
-    """The receiver config of the demo: console + file outbox + mail to the catcher."""
-    return _RECEIVER.format(
+
+def render_receiver(
+    *,
+    ports: Ports,
+    token_file: Path,
+    store: Path,
+    outbox: Path,
+    channel_outboxes: Mapping[str, Path] | None = None,
+    timing: Timing | None = None,
+) -> str:
+    """The receiver config of the demo: console + file outboxes + mail to the catcher.
+
+    ``channel_outboxes`` gives the files of the SMS and phone stand-ins (default: beside
+    ``outbox``); ``timing`` compresses the lifecycle's timers.
+    """
+    files = {name: outbox.with_name(f"outbox-{name}.jsonl") for name in ("sms", "phone")}
+    files.update(channel_outboxes or {})
+    text = _RECEIVER.format(
         token_file=token_file,
         receiver_url=ports.url("receiver"),
         store=store,
         outbox=outbox,
+        sms_outbox=files["sms"],
+        phone_outbox=files["phone"],
         smtp_port=ports["smtp"],
     )
+    extra: dict[str, Any]
+    if timing is not None:
+        extra = lifecycle_section(timing, prometheus_url=ports.url("prometheus"))
+    else:
+        extra = {"lifecycle": {"daily_check": {"prometheus_url": ports.url("prometheus")}}}
+    extra["lifecycle"]["schedule"] = _SCHEDULE
+    return text + "\n" + yaml.safe_dump(extra, sort_keys=False, allow_unicode=True)

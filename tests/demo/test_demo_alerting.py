@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The full demo on free ports, shared by this module's tests (the last one stops it)."""
-    running = start_demo(tmp_path_factory.mktemp("alerting"), "--duration", "120")
+    running = start_demo(tmp_path_factory.mktemp("alerting"), "--no-drill", "--duration", "120")
     yield running
     if running.proc.poll() is None:
         stop_demo(running)

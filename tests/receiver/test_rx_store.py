@@ -152,3 +152,23 @@ async def test_webhook_answers_503_while_postgres_refuses_and_200_after(
         assert (down.status, ready.status, up.status) == (503, 503, 200)
         unavailable = rx.services.metrics.webhooks.labels(outcome="unavailable")
         assert unavailable._value.get() == 1
+
+
+@pytest.mark.integration
+async def test_a_delivery_on_postgres_is_recorded_once_with_its_timeline_event(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    async with harness(config, await open_postgres_store(new_db(postgres)), clock) as rx:
+        resp = await rx.post(payload(alert(level="1")))
+        incident_id = (await resp.json())["incident_id"]
+        now = clock.now().timestamp()
+        (row,) = await rx.store.claim("slack", now=now, limit=5, lease=60, owner="a")
+        assert not await rx.store.mark_delivered(row, owner="b", now=now, upstream_id=None)
+        assert await rx.store.mark_delivered(row, owner="a", now=now, upstream_id="u1")
+        assert not await rx.store.mark_delivered(row, owner="a", now=now, upstream_id="u1")
+        found = await rx.store.get_incident(incident_id)
+    assert found is not None
+    delivered = [e for e in found.events if e["kind"] == "delivered"]
+    assert [e["detail"]["channel"] for e in delivered] == ["slack"]
+    assert [d["state"] for d in found.deliveries] == ["delivered"]

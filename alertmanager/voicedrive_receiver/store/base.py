@@ -61,6 +61,10 @@ class Database(Protocol):
         """Run ``work`` in a transaction of its own (SQLite may commit several together)."""
         ...
 
+    async def statement(self, sql: str, *args: Any) -> list[Row]:
+        """One statement in a transaction of its own; its rows (PostgreSQL: one round trip)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -354,6 +358,15 @@ def _incident(row: Row) -> Incident:
         updated_at=row["updated_at"],
         record=json.loads(row["record"] or "{}"),
     )
+
+
+def _delivered_detail(row: "OutboxRow") -> dict[str, Any]:
+    return {
+        "channel": row.channel,
+        "contact": row.contact,
+        "status": row.status,
+        "purpose": row.purpose,
+    }
 
 
 def _dumps(value: Any) -> str:
@@ -697,24 +710,39 @@ class SqlStore:
         if self.dialect == "postgres":
             pick += " FOR UPDATE OF o SKIP LOCKED"
 
-        async def work(conn: Connection) -> list[Row]:
-            return await conn.fetch(
-                "UPDATE outbox SET lease_owner = $1, lease_until = $2, "  # noqa: S608 - constants
-                f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
-                owner,
-                now + lease,
-                channel,
-                now,
-                limit,
-            )
-
-        rows = await self.db.run(work)
+        rows = await self.db.statement(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2, "  # noqa: S608 - constants
+            f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
+            owner,
+            now + lease,
+            channel,
+            now,
+            limit,
+        )
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
     async def mark_delivered(
         self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
     ) -> bool:
         """See Store.mark_delivered."""
+        if self.dialect == "postgres":
+            # One round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT): the event is
+            # written by the same statement, only when the update matched.
+            rows = await self.db.statement(
+                "WITH done AS (UPDATE outbox SET state = 'delivered', delivered_at = $3, "
+                "upstream_id = $4, lease_owner = NULL, lease_until = NULL, last_error = NULL "
+                "WHERE id = $1 AND lease_owner = $2 AND state = 'pending' "
+                "RETURNING id, incident_id), "
+                "event AS (INSERT INTO incident_events (incident_id, at, kind, detail) "
+                "SELECT incident_id, $3, 'delivered', $5 FROM done WHERE incident_id IS NOT NULL) "
+                "SELECT id FROM done",
+                row.id,
+                owner,
+                now,
+                upstream_id,
+                _dumps(_delivered_detail(row)),
+            )
+            return bool(rows)
 
         async def work(conn: Connection) -> bool:
             done = await conn.fetchrow(
@@ -727,18 +755,7 @@ class SqlStore:
                 upstream_id,
             )
             if done is not None and row.incident_id is not None:
-                await self._event(
-                    conn,
-                    row.incident_id,
-                    now,
-                    "delivered",
-                    {
-                        "channel": row.channel,
-                        "contact": row.contact,
-                        "status": row.status,
-                        "purpose": row.purpose,
-                    },
-                )
+                await self._event(conn, row.incident_id, now, "delivered", _delivered_detail(row))
             return done is not None
 
         return await self.db.run(work)
@@ -812,15 +829,13 @@ class SqlStore:
     async def next_due(self, channel: str) -> float | None:
         """See Store.next_due."""
 
-        async def work(conn: Connection) -> Row | None:
-            return await conn.fetchrow(
-                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at "
-                "THEN lease_until ELSE next_attempt_at END) AS due "
-                "FROM outbox WHERE channel = $1 AND state = 'pending'",
-                channel,
-            )
-
-        row = await self.db.run(work)
+        found = await self.db.statement(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at "
+            "THEN lease_until ELSE next_attempt_at END) AS due "
+            "FROM outbox WHERE channel = $1 AND state = 'pending'",
+            channel,
+        )
+        row = found[0] if found else None
         return float(row["due"]) if row and row["due"] is not None else None
 
     async def outbox_stats(self) -> list[ChannelStats]:

@@ -116,6 +116,17 @@ class PostgresDatabase:
         async with self.transaction(lock_key=lock_key) as conn:
             return await work(conn)
 
+    async def statement(self, sql: str, *args: Any) -> list[Row]:
+        """One statement in its own implicit transaction: a single round trip."""
+        if self._pool is None:
+            raise StoreUnavailable("PostgreSQL store is closed")
+        try:
+            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
+                return [dict(r) for r in await conn.fetch(sql, *args)]
+        except _UNAVAILABLE as exc:
+            log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
+            raise StoreUnavailable(f"PostgreSQL store: {type(exc).__name__}") from None
+
     async def close(self) -> None:
         """Close the pool."""
         pool, self._pool = self._pool, None

@@ -202,6 +202,15 @@ class SqliteDatabase:
             self._committer = asyncio.create_task(self._commit_loop(), name="sqlite-commit")
         return await future
 
+    async def statement(self, sql: str, *args: Any) -> list[Row]:
+        """One statement as a unit of work (shares the next group commit)."""
+
+        async def work(conn: Any) -> list[Row]:
+            rows: list[Row] = await conn.fetch(sql, *args)
+            return rows
+
+        return await self.run(work)
+
     async def _commit_loop(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]

@@ -426,7 +426,9 @@ class Drill:
         due = await self._opened_at(notif_id) + self._timing.escalate_after
         wait = due - time.time() + 3 * self._timing.scheduler_interval + t.margin
         if wait > 0:
-            self._say(f"   watching {notif_id} for {wait:.0f}s past its escalation time")
+            self._say(
+                f"   watching {notif_id} for {wait:.0f}s, until just past its escalation time"
+            )
             await self._watch(wait)
         incident = await self._rx.json("GET", f"/api/incidents/{notif_id}")
         if incident["level"] != 2 or any(p.escalation for p in firing_pages(self.pages, notif_id)):

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def wants_drill(args: argparse.Namespace) -> bool:
+    """Whether this run ends with the drill (the default)."""
+    # Without the alerting half there is nothing to drill: only an explicit --drill insists.
+    return bool(args.drill or not (args.no_drill or args.no_alerting or args.no_exporter))
+
+
 async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
     """Start everything, print where to look, wait, stop everything; the exit status."""
     stop = asyncio.Event()
@@ -96,8 +102,7 @@ async def run(args: argparse.Namespace, ports: Ports, layout: Layout) -> int:
         log.warning("voicedrive_exporter is not installed; starting without the exporter")
     missing = alerting_missing()
     with_alerting = with_exporter and not args.no_alerting and not missing
-    # Without the alerting half there is nothing to drill: only an explicit --drill insists.
-    drilling = args.drill or not (args.no_drill or args.no_alerting or args.no_exporter)
+    drilling = wants_drill(args)
     if drilling and not with_alerting:
         log.error(
             "the drill needs the exporter, Prometheus, Alertmanager and the receiver "

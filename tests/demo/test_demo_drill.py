@@ -29,6 +29,7 @@ from voicedrive_demo.drill import (
     resolved,
     summary,
 )
+from voicedrive_demo.main import build_parser, wants_drill
 from voicedrive_demo.timing import Timing
 from voicedrive_sim.server import RunningSimulator, start_simulator
 from voicedrive_sim.settings import SimSettings
@@ -269,7 +270,17 @@ class FakeReceiver:
             items = [{"title": "緊急連絡手段疎通確認", "ok": self.daily_ok}]
             return web.json_response({"ok": self.daily_ok, "items": items})
 
+        async def alertmanager_alerts(request: web.Request) -> web.Response:
+            inhibited = {"inhibitedBy": ["fp-system-down"]}
+            return web.json_response(
+                [
+                    {"labels": {"alertname": "VoiceDriveDatabaseDown"}, "status": inhibited},
+                    {"labels": {"alertname": "VoiceDriveSystemDown"}, "status": {}},
+                ]
+            )
+
         app = web.Application()
+        app.router.add_get("/api/v2/alerts", alertmanager_alerts)
         app.router.add_get("/api/incidents", listing)
         app.router.add_get("/api/incidents/{id}", incident)
         app.router.add_post("/api/incidents/{id}/ack", ack)
@@ -301,6 +312,7 @@ def _drill(
     timeouts: DrillTimeouts = FAST,
 ) -> Drill:
     return Drill(
+        alertmanager_url=receiver.url,  # the fake serves Alertmanager's /api/v2/alerts too
         admin_url=f"{sim.admin_url}/admin/faults",
         admin_token=TOKEN,
         receiver_url=receiver.url,
@@ -417,9 +429,12 @@ async def test_level_4_step_passes_with_the_phone_page_alone(
         receiver.page("phone", "INC-4", 4, "[レベル4] 解決", status="resolved")
 
     scenario = asyncio.create_task(outage())
-    report = await _drill(sim, receiver, watcher, io.StringIO()).run_steps(["level4"])
+    out = io.StringIO()
+    report = await _drill(sim, receiver, watcher, out).run_steps(["level4"])
     await scenario
     assert report.ok, report.steps
+    assert "inhibited in Alertmanager: VoiceDriveDatabaseDown" in report.steps[0].notes
+    assert "Alertmanager holds back as inhibited: VoiceDriveDatabaseDown" in out.getvalue()
 
 
 async def test_daily_check_step_waits_for_a_test_message_on_every_channel(
@@ -452,3 +467,19 @@ async def test_record_step_prints_the_escalated_incidents_record(
     report = await drill.run_steps(["record"])
     assert report.ok
     assert "# Phase 2緊急事態対応記録 INC-A" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "drill"),
+    [
+        ([], True),
+        (["--keep-running"], True),
+        (["--no-drill"], False),
+        (["--no-alerting"], False),
+        (["--no-alerting", "--drill"], True),
+    ],
+)
+def test_the_drill_runs_unless_asked_not_to_or_nothing_could_page(
+    argv: list[str], drill: bool
+) -> None:
+    assert wants_drill(build_parser().parse_args(argv)) is drill

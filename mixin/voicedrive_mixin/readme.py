@@ -8,16 +8,17 @@ END = "<!-- END alert-table -->"
 
 
 def alert_table(t: Thresholds) -> str:
-    """The Markdown table: alert, condition, for, level, severity, channels, runbook."""
+    """The Markdown table: alert, condition, for, keep firing for, level, ..., runbook."""
     lines = [
-        "| alert | condition | for | level | severity | channels | runbook |",
-        "|---|---|---|---|---|---|---|",
+        "| alert | condition | for | keep firing for | level | severity | channels | runbook |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for alert in t.alerts:
         level = str(alert.level) if alert.level is not None else "-"
         channels = ", ".join(alert.channels) if alert.channels else "receiver heartbeat only"
         runbook = f"[{alert.runbook}](docs/runbooks/{alert.runbook})"
-        cells = [f"`{alert.name}`", condition(alert), alert.for_text, level, alert.severity]
+        keep = alert.keep_firing_for_text if alert.keep_firing_for_seconds > 0 else "-"
+        cells = [f"`{alert.name}`", condition(alert), alert.for_text, keep, level, alert.severity]
         lines.append("| " + " | ".join([*cells, channels, runbook]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -195,6 +195,8 @@ def alerting_rule(t: Thresholds, alert: Alert) -> dict[str, object]:
     }
     if alert.for_seconds > 0:
         rule["for"] = dur(alert.for_seconds)
+    if alert.keep_firing_for_seconds > 0:
+        rule["keep_firing_for"] = dur(alert.keep_firing_for_seconds)
     rule["labels"] = labels
     rule["annotations"] = annotations
     return rule

@@ -29,6 +29,9 @@ LEVELS = (1, 2, 3, 4)
 
 # Alerts that carry no level (contracts.md: the Watchdog only).
 NO_LEVEL = frozenset({"Watchdog"})
+# Per-alert keys an alert may leave out (defaults on ``Alert``); an overrides file may set them
+# on any alert although the defaults file does not name them there.
+OPTIONAL_ALERT_KEYS = ("keep_firing_for",)
 
 
 def human_duration(seconds: float) -> str:
@@ -92,6 +95,20 @@ INHIBITS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("VoiceDriveHostCPUCritical", ("VoiceDriveHostCPUHigh",)),
     ("VoiceDriveHostMemoryCritical", ("VoiceDriveHostMemoryHigh",)),
 )
+# Inhibitions whose target can still be firing when its source resolves, because one fault
+# clears in stages: the second part of a Level 4 outage comes back a probe round after the
+# first; the success ratio over the exporter's sliding window climbs back above 95 % up to a
+# window after it passed 50 %. Alertmanager mutes a target only while its source fires, so the
+# source must keep firing (`keep_firing_for`) past its target's own `keep_firing_for`, or the
+# target is paged right after the source's resolved message. Not listed: a target that is
+# false while its source fires (INHIBITS_EXCLUSIVE) or starts from scratch at recovery and is
+# held back by its own `for` (the notification alerts under VoiceDriveSystemDown: their ratio
+# is read from the database and API that alert says are down, so it is absent meanwhile), and
+# VoiceDriveAPISlow, still true after recovery only from answers measured before the outage.
+RECOVERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("VoiceDriveSystemDown", ("VoiceDriveAPIDown", "VoiceDriveDatabaseDown")),
+    ("VoiceDriveNotificationMassFailure", ("VoiceDriveNotificationSuccessLow",)),
+)
 # Inhibitions without a `for` relation: the target's expression needs another endpoint up, the
 # source's every endpoint down, so both are never true in the same evaluation.
 INHIBITS_EXCLUSIVE: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -147,6 +164,9 @@ class Alert:
     summary: Texts
     description: Texts
     channels: tuple[str, ...]
+    # Seconds the alert stays firing after its expression turns false (Prometheus
+    # `keep_firing_for`); 0: it resolves in the first evaluation that finds it false.
+    keep_firing_for_seconds: float = 0.0
 
     def param(self, name: str) -> float:
         """The value of parameter ``name`` (seconds, ratio or count)."""
@@ -168,6 +188,11 @@ class Alert:
     def for_text(self) -> str:
         """``for`` as a Prometheus duration such as ``5m``."""
         return human_duration(self.for_seconds)
+
+    @property
+    def keep_firing_for_text(self) -> str:
+        """``keep_firing_for`` as a Prometheus duration such as ``1m``."""
+        return human_duration(self.keep_firing_for_seconds)
 
     def render(self, text: str) -> str:
         """``text`` with ``[[name]]`` placeholders replaced by parameter values and ``for``."""
@@ -285,11 +310,12 @@ def _merge(
     for raw_key, value in over.items():
         key = str(raw_key)
         sub = f"{path}.{key}" if path else key
-        if key not in base:
+        optional = OPTIONAL_ALERT_KEYS if _is_alert_path(path) else ()
+        if key not in base and key not in optional:
             what = "unknown alert" if path == "alerts" else "unknown key"
-            known = ", ".join(str(k) for k in base)
+            known = ", ".join([*(str(k) for k in base), *(k for k in optional if k not in base)])
             raise ConfigError(sub, f"{what}; known: {known}", source=source)
-        if isinstance(base[key], dict):
+        if key in base and isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(sub, "expected a mapping", source=source)
             merged[key] = _merge(base[key], value, sub, source, touched)
@@ -297,6 +323,12 @@ def _merge(
             merged[key] = value
             touched.add(sub)
     return merged
+
+
+def _is_alert_path(path: str) -> bool:
+    """Whether ``path`` is one alert's mapping (``alerts.<name>``)."""
+    parent, _, name = path.rpartition(".")
+    return parent == "alerts" and bool(name)
 
 
 def _settings(node: Node) -> Settings:
@@ -338,6 +370,7 @@ def _alert(name: str, node: Node, channels: dict[int, tuple[str, ...]]) -> Alert
         name=name,
         params=params,
         for_seconds=node.duration("for"),
+        keep_firing_for_seconds=node.duration("keep_firing_for", 0.0, lo=0),
         level=level,
         severity=node.text("severity", choices=SEVERITIES),
         system=node.text("system", choices=SYSTEMS),
@@ -399,6 +432,7 @@ def _cross_checks(t: Thresholds, source: str | None) -> None:
             source=source,
         )
     _inhibition_order(t, source)
+    _recovery_order(t, source)
     pairs = (
         ("VoiceDriveHostCPUHigh", "VoiceDriveHostCPUCritical", "above"),
         ("VoiceDriveHostMemoryHigh", "VoiceDriveHostMemoryCritical", "above"),
@@ -428,5 +462,23 @@ def _inhibition_order(t: Thresholds, source: str | None) -> None:
                 f"{inhibitor.for_text}: {name} inhibits {target_name} and must fire first, "
                 f"or {target_name} is paged before the inhibition exists",
                 related=(f"alerts.{target_name}.for",),
+                source=source,
+            )
+
+
+def _recovery_order(t: Thresholds, source: str | None) -> None:
+    for name, targets in RECOVERS:
+        inhibitor = t.alert(name)
+        for target_name in targets:
+            target = t.alert(target_name)
+            if inhibitor.keep_firing_for_seconds > target.keep_firing_for_seconds:
+                continue
+            raise RelationError(
+                f"alerts.{name}.keep_firing_for",
+                f"must be longer than alerts.{target_name}.keep_firing_for "
+                f"({target.keep_firing_for_text}), got {inhibitor.keep_firing_for_text}: "
+                f"{name} inhibits {target_name}, which can still be firing when {name} "
+                f"resolves, and would then be paged after {name}'s resolved message",
+                related=(f"alerts.{target_name}.keep_firing_for",),
                 source=source,
             )

@@ -254,28 +254,12 @@ def assert_no_firing_page(pages: list[Page]) -> None:
     assert count(pages, "firing") == expected(()), pages
 
 
-# VoiceDriveSystemDown resolves as soon as one part is back; a part that recovers one scrape
-# later is no longer inhibited for that evaluation, and an Alertmanager group tick in that
-# moment pages it at Level 3 after the Level 4 resolved message. The API and database probes
-# finish some tens of milliseconds apart, so at the test's 1 s scrape this happens in roughly
-# one run in ten (at 30 s, rarely; when the parts really recover apart, every time). The fix
-# belongs in the rules (e.g. `keep_firing_for` on VoiceDriveSystemDown, Prometheus >= 2.42).
-# The same, made certain: the API comes back STAGGER_S before the database (as it would after a
-# restart of one of them). Strict: once the rules keep the composite firing a little after a
-# part returns, this passes and the marker must go.
+# A Level 4 outage whose parts recover apart: the API comes back STAGGER_S before the
+# database (as after a restart of one of them). VoiceDriveSystemDown keeps firing for a while
+# after its expression turns false (`keep_firing_for`), so the database part resolves while it
+# is still inhibited and nothing is paged at Level 3. Shorter than the e2e's keep_firing_for
+# (e2e_stack.OVERRIDES, 5 s) by a scrape and an evaluation (1 s each).
 STAGGER_S = 3.0
-LEVEL4_STAGGERED_RECOVERY = pytest.mark.xfail(
-    reason="VoiceDriveSystemDown resolves with the first part back; the database part is then "
-    "paged at Level 3 (fix: keep_firing_for on VoiceDriveSystemDown)",
-    strict=True,
-    raises=AssertionError,  # a timeout or a crash is a real failure
-)
-LEVEL4_RECOVERY_RACE = pytest.mark.xfail(
-    reason="known race: a Level 4 part outliving VoiceDriveSystemDown by one evaluation "
-    "loses its inhibition and can page Level 3 on recovery",
-    strict=False,
-    raises=AssertionError,
-)
 
 
 def latest_incident(stack: E2EStack, level: int, receiver: int = 0) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 from e2e_levels import (
-    LEVEL4_RECOVERY_RACE,
     Run,
     assert_alive,
     assert_incident_closed_after_watch,
@@ -112,7 +111,6 @@ def test_level4_recovery_sends_one_resolved_per_channel(stack: E2EStack, run: Ru
     assert_resolved_pages(4, recover(stack, run, 4))
 
 
-@LEVEL4_RECOVERY_RACE
 def test_level4_recovery_pages_none_of_the_inhibited_parts(stack: E2EStack, run: Run) -> None:
     assert 4 in run.after_recovery, "the Level 4 recovery did not run"
     assert_no_firing_page(run.after_recovery[4])

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 from e2e_levels import (
-    LEVEL4_RECOVERY_RACE,
-    LEVEL4_STAGGERED_RECOVERY,
     Run,
     assert_alive,
     assert_incident_closed_after_watch,
@@ -98,7 +96,6 @@ def test_level4_recovery_sends_resolved_everywhere_but_the_phone(stack: E2EStack
     assert_resolved_pages(4, recover(stack, run, 4))
 
 
-@LEVEL4_RECOVERY_RACE
 def test_level4_recovery_pages_none_of_the_inhibited_parts(stack: E2EStack, run: Run) -> None:
     assert 4 in run.after_recovery, "the Level 4 recovery did not run"
     assert_no_firing_page(run.after_recovery[4])
@@ -108,7 +105,6 @@ def test_level4_incident_closes_after_its_watch(stack: E2EStack, run: Run) -> No
     assert_incident_closed_after_watch(stack, 4)
 
 
-@LEVEL4_STAGGERED_RECOVERY
 def test_level4_recovery_with_the_database_back_last_pages_no_level3(
     stack: E2EStack, run: Run
 ) -> None:

@@ -4,9 +4,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
-from voicedrive_mixin import generate
+from voicedrive_mixin import generate, readme, rules
 from voicedrive_mixin.readme import BEGIN, END
+from voicedrive_mixin.thresholds import load_thresholds
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = "prometheus/rules/voicedrive.rules.yml"
@@ -112,3 +114,18 @@ def test_alert_table_sits_inside_the_rules_section() -> None:
 def test_generator_paths_are_unique() -> None:
     paths = [g.path for g in generate.GENERATORS if isinstance(g, generate.File)]
     assert len(paths) == len(set(paths))
+
+
+def test_keep_firing_for_is_emitted_only_where_it_is_set() -> None:
+    groups = yaml.safe_load(rules.rule_file(load_thresholds()))["groups"]
+    keep = {r["alert"]: r["keep_firing_for"] for r in groups[0]["rules"] if "keep_firing_for" in r}
+    assert keep == {"VoiceDriveSystemDown": "1m", "VoiceDriveNotificationMassFailure": "6m"}
+
+
+def test_readme_table_shows_keep_firing_for() -> None:
+    table = readme.alert_table(load_thresholds())
+    assert "| for | keep firing for | level |" in table
+    row = next(line for line in table.splitlines() if "`VoiceDriveSystemDown`" in line)
+    assert "| 1m | 1m | 4 | critical |" in row
+    row = next(line for line in table.splitlines() if "`VoiceDriveAPIDown`" in line)
+    assert "| 2m | - | 3 | critical |" in row

@@ -7,8 +7,11 @@ from typing import Any
 import pytest
 import yaml
 
+from voicedrive_common.durations import parse_duration
 from voicedrive_common.errors import ConfigError
-from voicedrive_mixin.thresholds import DEFAULT_PATH, load_thresholds
+from voicedrive_mixin.thresholds import DEFAULT_PATH, RECOVERS, load_thresholds
+
+PROMETHEUS_CONFIG = DEFAULT_PATH.parent.parent / "prometheus" / "prometheus.yml"
 
 ISSUE_TABLE = {
     "VoiceDriveAPISlow": 2,
@@ -113,6 +116,49 @@ def test_override_level_keys_may_be_unquoted(tmp_path: Path) -> None:
     assert t.alert("VoiceDriveHostCPUHigh").channels == ("slack", "email")
 
 
+def test_keep_firing_for_is_set_only_on_the_sources_that_recover_after_their_targets() -> None:
+    t = load_thresholds()
+    keep = {a.name: a.keep_firing_for_seconds for a in t.alerts if a.keep_firing_for_seconds}
+    assert keep == {"VoiceDriveSystemDown": 60, "VoiceDriveNotificationMassFailure": 360}
+
+
+def test_system_down_keeps_firing_for_a_probe_round_and_an_evaluation() -> None:
+    # A Level 4 part that comes back one probe round after the other reaches Prometheus one
+    # scrape later and resolves at the next evaluation: the composite must still fire then.
+    prometheus = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    scrape = parse_duration(prometheus["global"]["scrape_interval"], "scrape_interval")
+    evaluation = parse_duration(prometheus["global"]["evaluation_interval"], "evaluation")
+    keep = load_thresholds().alert("VoiceDriveSystemDown").keep_firing_for_seconds
+    assert keep >= scrape + evaluation
+
+
+def test_override_sets_keep_firing_for(tmp_path: Path) -> None:
+    overrides = write(
+        tmp_path, "o.yml", {"alerts": {"VoiceDriveSystemDown": {"keep_firing_for": "5s"}}}
+    )
+    assert (
+        load_thresholds(overrides=overrides).alert("VoiceDriveSystemDown").keep_firing_for_seconds
+        == 5
+    )
+
+
+def test_override_may_add_keep_firing_for_to_an_alert_without_one(tmp_path: Path) -> None:
+    overrides = write(
+        tmp_path, "o.yml", {"alerts": {"VoiceDriveHostCPUCritical": {"keep_firing_for": "2m"}}}
+    )
+    t = load_thresholds(overrides=overrides)
+    assert t.alert("VoiceDriveHostCPUCritical").keep_firing_for_seconds == 120
+    assert t.alert("VoiceDriveHostCPUHigh").keep_firing_for_seconds == 0
+
+
+def test_every_recovering_source_keeps_firing_longer_than_its_targets() -> None:
+    t = load_thresholds()
+    for source, targets in RECOVERS:
+        for target in targets:
+            kept = t.alert(source).keep_firing_for_seconds
+            assert kept > t.alert(target).keep_firing_for_seconds, (source, target)
+
+
 OVERRIDE_ERRORS = [
     (
         {"alerts": {"VoiceDriveApiSlow": {"for": "1m"}}},
@@ -155,6 +201,35 @@ OVERRIDE_ERRORS = [
         "alerts.VoiceDriveSystemDown.for: must be shorter than alerts.VoiceDriveAPIDown.for "
         "(2m), got 5m",
     ),
+    (
+        {"alerts": {"VoiceDriveSystemDown": {"keep_firing_for": "soon"}}},
+        "alerts.VoiceDriveSystemDown.keep_firing_for: invalid duration 'soon'",
+    ),
+    (
+        {"alerts": {"VoiceDriveSystemDown": {"keep_firing_for": -5}}},
+        "alerts.VoiceDriveSystemDown.keep_firing_for: duration must not be negative, got -5",
+    ),
+    (
+        {"alerts": {"VoiceDriveSystemDown": {"keep_firing_fro": "1m"}}},
+        "alerts.VoiceDriveSystemDown.keep_firing_fro: unknown key; known: for, keep_firing_for,",
+    ),
+    (
+        {"alerts": {"VoiceDriveAPIDown": {"keep_firing_fro": "1m"}}},
+        "alerts.VoiceDriveAPIDown.keep_firing_fro: unknown key; known: for, level, severity, "
+        "system, component, runbook, summary, description, keep_firing_for",
+    ),
+    ({"settings": {"keep_firing_for": "1m"}}, "settings.keep_firing_for: unknown key; known:"),
+    (
+        {"alerts": {"VoiceDriveSystemDown": {"keep_firing_for": "0s"}}},
+        "alerts.VoiceDriveSystemDown.keep_firing_for: must be longer than "
+        "alerts.VoiceDriveAPIDown.keep_firing_for (0s), got 0s: VoiceDriveSystemDown inhibits "
+        "VoiceDriveAPIDown, which can still be firing when VoiceDriveSystemDown resolves",
+    ),
+    (
+        {"alerts": {"VoiceDriveNotificationSuccessLow": {"keep_firing_for": "10m"}}},
+        "alerts.VoiceDriveNotificationMassFailure.keep_firing_for: must be longer than "
+        "alerts.VoiceDriveNotificationSuccessLow.keep_firing_for (10m), got 6m",
+    ),
 ]
 
 
@@ -188,6 +263,21 @@ def test_for_order_broken_by_the_overrides_is_reported_against_the_overrides_fil
     assert str(info.value).startswith(
         f"{overrides}: alerts.VoiceDriveSystemDown.for: must be shorter than "
         "alerts.VoiceDriveDatabaseDown.for (1m)"
+    )
+
+
+def test_keep_firing_for_relation_broken_by_the_overrides_is_reported_against_it(
+    tmp_path: Path,
+) -> None:
+    # The override touched only the part; the error names the composite's key and both keys.
+    overrides = write(
+        tmp_path, "deploy.yml", {"alerts": {"VoiceDriveDatabaseDown": {"keep_firing_for": "1m"}}}
+    )
+    with pytest.raises(ConfigError) as info:
+        load_thresholds(overrides=overrides)
+    assert str(info.value).startswith(
+        f"{overrides}: alerts.VoiceDriveSystemDown.keep_firing_for: must be longer than "
+        "alerts.VoiceDriveDatabaseDown.keep_firing_for (1m), got 1m"
     )
 
 
@@ -281,6 +371,11 @@ INVALID_FILES = [
         _with("alerts.VoiceDriveHostMemoryHigh.for", "5m"),
         "alerts.VoiceDriveHostMemoryCritical.for: must be shorter than "
         "alerts.VoiceDriveHostMemoryHigh.for (5m)",
+    ),
+    (
+        _with("alerts.VoiceDriveAPIDown.keep_firing_for", "1m"),
+        "alerts.VoiceDriveSystemDown.keep_firing_for: must be longer than "
+        "alerts.VoiceDriveAPIDown.keep_firing_for (1m), got 1m",
     ),
     (
         _with("channels_by_level.2", ["slack", "pager"]),

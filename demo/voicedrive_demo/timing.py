@@ -3,11 +3,12 @@
 Two factors. The alerting pipeline (probes, scrapes, rule evaluation, every alert's ``for``,
 Alertmanager's group timers, the exporter's notification window, the Watchdog's allowed age)
 runs ``pipeline`` times faster, all by the same factor, so every relation between them that
-production relies on holds in the demo too (a composite alert's ``for`` shorter than the
-alerts it inhibits, a ``for`` of several probe rounds, ``VoiceDriveAPISlow``'s ``for`` longer
-than its window). The incident lifecycle (escalation after 30 min, the 30-minute watch,
-response deadlines) runs ``lifecycle`` times faster, chosen so that its timers stay whole
-minutes (the receiver's messages say "not acknowledged within N minutes").
+production relies on holds in the demo too (a composite alert's ``for`` shorter and its
+``keep_firing_for`` longer than those of the alerts it inhibits, a ``for`` of several probe
+rounds, ``VoiceDriveAPISlow``'s ``for`` longer than its window). The incident lifecycle
+(escalation after 30 min, the 30-minute watch, response deadlines) runs ``lifecycle`` times
+faster, chosen so that its timers stay whole minutes (the receiver's messages say "not
+acknowledged within N minutes").
 
 The rules come from ``voicedrive-mixin --overrides FILE --output-dir DIR`` with an overrides
 file written here from the thresholds the mixin loads, so the demo follows any later change of
@@ -105,6 +106,11 @@ def thresholds_overrides(timing: Timing, thresholds: Path | None = None) -> dict
     alerts: dict[str, Any] = {}
     for alert in loaded:
         entry: dict[str, Any] = {"for": format_duration(timing.pipeline_seconds(alert.for_seconds))}
+        # How long an alert keeps firing after its condition cleared is a rule duration like
+        # `for` (optional in the thresholds file; absent in older versions of the loader).
+        keep = float(getattr(alert, "keep_firing_for_seconds", 0.0))
+        if keep > 0:
+            entry["keep_firing_for"] = format_duration(timing.pipeline_seconds(keep))
         params = {
             name: format_duration(timing.pipeline_seconds(alert.param(name)))
             for name in _SCALED_PARAMS.get(alert.name, ())
@@ -120,8 +126,8 @@ def write_rules(timing: Timing, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     overrides = directory / "thresholds.override.yml"
     header = (
-        "# Written by voicedrive-demo on every start: mixin/thresholds.yml with every `for`\n"
-        f"# (and VoiceDriveAPISlow's window) divided by {timing.pipeline:g}.\n"
+        "# Written by voicedrive-demo on every start: mixin/thresholds.yml with every `for`,\n"
+        f"# `keep_firing_for` and VoiceDriveAPISlow's window divided by {timing.pipeline:g}.\n"
     )
     overrides.write_text(
         header + yaml.safe_dump(thresholds_overrides(timing), sort_keys=False), encoding="utf-8"

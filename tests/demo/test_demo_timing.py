@@ -94,3 +94,19 @@ def test_banner_line_states_both_factors() -> None:
     assert "alerting x10" in text
     assert "incident timers x30" in text
     assert "escalation after 1m instead of 30m" in text
+
+
+def test_keep_firing_for_is_divided_like_for(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yml"
+    path.write_text(yaml.safe_dump(thresholds_overrides(TIMING)), encoding="utf-8")
+
+    def keeps(loaded: object) -> dict[str, float]:
+        return {
+            a.name: float(getattr(a, "keep_firing_for_seconds", 0.0))
+            for a in loaded  # type: ignore[attr-defined]
+        }
+
+    production = keeps(load_thresholds())
+    assert keeps(load_thresholds(None, path)) == {
+        name: round(seconds / TIMING.pipeline, 3) for name, seconds in production.items()
+    }

@@ -9,7 +9,7 @@ import yaml
 
 from voicedrive_common.durations import parse_duration
 from voicedrive_common.errors import ConfigError
-from voicedrive_mixin.thresholds import DEFAULT_PATH, RECOVERS, load_thresholds
+from voicedrive_mixin.thresholds import DEFAULT_PATH, INHIBITS, RECOVERS, load_thresholds
 
 PROMETHEUS_CONFIG = DEFAULT_PATH.parent.parent / "prometheus" / "prometheus.yml"
 
@@ -157,6 +157,12 @@ def test_every_recovering_source_keeps_firing_longer_than_its_targets() -> None:
         for target in targets:
             kept = t.alert(source).keep_firing_for_seconds
             assert kept > t.alert(target).keep_firing_for_seconds, (source, target)
+
+
+def test_recovering_pairs_are_inhibitions_whose_target_fires_with_its_source() -> None:
+    # Only a target that can be firing under its source can outlive it at recovery.
+    inhibits = {(s, t) for s, targets in INHIBITS for t in targets}
+    assert {(s, t) for s, targets in RECOVERS for t in targets} <= inhibits
 
 
 OVERRIDE_ERRORS = [

@@ -489,9 +489,12 @@ class SqlStore:
         firing_routes: tuple[Route, ...] = ()
         if incident_id is not None and batch.status == "resolved":
             rows = await conn.fetch(
+                # Everyone paged for the incident hears it ended: the first audience, the
+                # escalated and re-paged ones, and held pages once they went out in a digest.
                 "SELECT DISTINCT channel, contact FROM outbox WHERE incident_id = $1 "
-                "AND status = 'firing' AND purpose = 'notification' "
-                "AND state IN ('pending', 'delivered')",
+                "AND status = 'firing' AND ((purpose IN ('notification', 'escalation', 'repage') "
+                "AND state IN ('pending', 'delivered')) "
+                "OR (purpose = 'held' AND state = 'digested'))",
                 incident_id,
             )
             firing_routes = tuple(sorted(Route(r["channel"], r["contact"]) for r in rows))

@@ -94,6 +94,20 @@ async def test_unacknowledged_level2_escalates_to_level3_at_exactly_30_minutes(
     assert "エスカレーション Level 2→3" in rxl.channels["sms"].sent[0].rendered.text
 
 
+async def test_resolution_reaches_everyone_the_escalation_paged_exactly_once(
+    rxl: Harness,
+) -> None:
+    await open_level2(rxl)
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    resolved = alert(status="resolved", ends_at="2025-09-01T09:40:00+09:00")
+    assert (await rxl.post(payload(resolved))).status == 200
+    await rxl.drain()
+    sms = [(m.recipient.contact, m.status) for m in rxl.channels["sms"].sent]
+    assert sorted(c for c, status in sms if status == "resolved") == ["hotline", "medical_ops"]
+
+
 async def test_escalation_is_counted_in_metrics(rxl: Harness) -> None:
     await open_level2(rxl)
     rxl.clock.advance(30 * 60)

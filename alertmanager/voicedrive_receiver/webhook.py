@@ -5,11 +5,11 @@ limit, 503 while the store is unavailable (Alertmanager retries), never 429 (Ale
 drops those).
 """
 
-import json
 import logging
 
 from aiohttp import web
 
+from voicedrive_common.jsonbody import JsonBodyError, parse_json_bytes
 from voicedrive_receiver.app import services
 from voicedrive_receiver.auth import authorized, challenge
 from voicedrive_receiver.errors import PayloadError, StoreUnavailable
@@ -45,15 +45,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
 def parse_body(body: bytes) -> Notification:
     """Decode and validate a webhook body; PayloadError says what is wrong and where."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("", f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+        data = parse_json_bytes(body)
+    except JsonBodyError as exc:
+        raise PayloadError("", exc.reason) from None
     return parse_notification(data)
 
 
@@ -70,24 +64,32 @@ async def handle(request: web.Request) -> web.Response:
         return _json(413, {"error": f"body larger than {server.max_body_bytes} bytes"})
     try:
         notification = parse_body(body)
+        plan = build_batch(
+            notification,
+            body.decode("utf-8"),
+            svc.config,
+            received_at=svc.clock.now().timestamp(),
+        )
+        planner = make_planner(notification, plan, svc.config, svc.render)
+        batch = plan.batch
+        hint = svc.incident_hints.get(batch.group_key)
+        if hint is None:
+            # Most likely a new incident, whose id is derived from this very notification.
+            hint = (
+                incident_id_for(batch.group_key, batch.identity, batch.received_at),
+                batch.level,
+            )
+        planner.prerender(*hint)
     except PayloadError as exc:
         svc.metrics.webhooks.labels(outcome="invalid").inc()
         log.warning("invalid webhook payload", extra={"field": exc.field, "err": exc.reason})
         return _json(400, {"error": str(exc), "field": exc.field})
-
-    plan = build_batch(
-        notification,
-        body.decode("utf-8"),
-        svc.config,
-        received_at=svc.clock.now().timestamp(),
-    )
-    planner = make_planner(notification, plan, svc.config, svc.render)
-    batch = plan.batch
-    hint = svc.incident_hints.get(batch.group_key)
-    if hint is None:
-        # Most likely a new incident, whose id is derived from this very notification.
-        hint = (incident_id_for(batch.group_key, batch.identity, batch.received_at), batch.level)
-    planner.prerender(*hint)
+    except Exception as exc:
+        # Input validation missed something: a 500 would make Alertmanager retry the same body
+        # forever, so it is a 400 and a loud log line with the traceback for the fix.
+        svc.metrics.webhooks.labels(outcome="invalid").inc()
+        log.exception("webhook payload could not be processed", extra={"err": type(exc).__name__})
+        return _json(400, {"error": f"payload could not be processed ({type(exc).__name__})"})
     try:
         result = await svc.store.ingest(batch, planner)
     except StoreUnavailable as exc:

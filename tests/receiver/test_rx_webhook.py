@@ -85,6 +85,31 @@ async def test_bad_timestamp_gets_400_not_500(rx: Harness) -> None:
     assert json.loads(await resp.text())["field"] == "alerts[0].startsAt"
 
 
+async def test_deeply_nested_json_gets_400_saying_so(rx: Harness) -> None:
+    nested = "[" * 5000 + "]" * 5000
+    raw = f'{{"version":"4","groupKey":"g","labels":{{"a":{nested}}}}}'.encode()
+    resp = await rx.post(None, raw=raw)
+    assert resp.status == 400
+    assert "nested too deeply" in json.loads(await resp.text())["error"]
+
+
+async def test_lone_surrogate_escape_gets_400_not_500(rx: Harness) -> None:
+    body = json.dumps(payload(alert(note="LONE"))).encode().replace(b"LONE", rb"\ud800")
+    resp = await rx.post(None, raw=body)
+    assert resp.status == 400
+    assert "surrogate" in json.loads(await resp.text())["error"]
+
+
+async def test_unexpected_error_while_preparing_pages_gets_400_not_500(rx: Harness) -> None:
+    def broken_render(*args: object) -> None:
+        raise TypeError("template blew up")
+
+    rx.services.render = broken_render
+    resp = await rx.post(payload())
+    assert resp.status == 400
+    assert "TypeError" in json.loads(await resp.text())["error"]
+
+
 async def test_non_object_body_gets_400(rx: Harness) -> None:
     resp = await rx.post([1, 2, 3])
     assert resp.status == 400

@@ -4,6 +4,8 @@ Usage: ``root = load_yaml(path)``, then ``root.text("name", default=...)``, ``ro
 and finally ``root.done()`` which rejects unknown keys.
 """
 
+import math
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +25,7 @@ class _Missing:
 
 
 REQUIRED: Any = _Missing()
+_FLOAT_MAX = sys.float_info.max
 
 
 def load_yaml(path: str | Path) -> "Node":
@@ -125,6 +128,9 @@ class Node:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {_kind(value)}")
+        # NaN passes every bound check (all comparisons are false), so test it first.
+        if (isinstance(value, int) and abs(value) > _FLOAT_MAX) or not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value!r}")
         _bounds(self, key, value, lo, hi)
         return float(value)
 
@@ -142,7 +148,7 @@ class Node:
         value = self.raw(key, default)
         if value is default and default is not REQUIRED:
             return value
-        seconds = parse_duration(value, self._sub(key))
+        seconds = self._with_source(parse_duration, value, key)
         if lo is not None and seconds < lo:
             raise self.error(key, f"must be at least {lo:g}s, got {value!r}")
         return seconds
@@ -208,7 +214,16 @@ class Node:
         value = self.raw(key, default)
         if value is default and default is not REQUIRED:
             return value  # type: ignore[no-any-return]
-        return fn(value, self._sub(key))
+        return self._with_source(fn, value, key)
+
+    def _with_source(self, fn: Callable[[Any, str], T], value: Any, key: str) -> T:
+        """``fn(value, path)``, its ConfigError completed with this node's file name."""
+        try:
+            return fn(value, self._sub(key))
+        except ConfigError as exc:
+            if exc.source is not None or self.source is None:
+                raise
+            raise ConfigError(exc.path, exc.reason, source=self.source) from None
 
     def done(self) -> None:
         """Reject every key that was not read: typos must not pass silently."""

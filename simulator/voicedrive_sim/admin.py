@@ -8,12 +8,12 @@ simulator and a clean stop of that runner stops everything.
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from voicedrive_common.jsonbody import JsonBodyError, parse_json_bytes
 from voicedrive_sim.api import ApiListener, create_api_app
 from voicedrive_sim.dbproxy import DbProxy
 from voicedrive_sim.faults import (
@@ -126,9 +126,9 @@ async def put_notification_fault(request: web.Request) -> web.Response:
 
 async def _json(request: web.Request) -> object:
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FaultError("body: expected a JSON object") from None
+        return parse_json_bytes(await request.read())
+    except JsonBodyError as exc:
+        raise FaultError(f"body: expected a JSON object ({exc.reason})") from None
 
 
 async def _apply(app: web.Application) -> None:

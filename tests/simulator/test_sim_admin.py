@@ -89,6 +89,16 @@ async def test_body_that_is_not_json_is_rejected_and_the_simulator_keeps_running
         assert resp.status == 200
 
 
+async def test_deeply_nested_body_is_a_400_saying_so(
+    sim: RunningSimulator, admin: Admin, session: aiohttp.ClientSession
+) -> None:
+    url = f"{sim.admin_url}/admin/faults/api"
+    body = b'{"endpoint": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    async with session.put(url, data=body, headers=admin.headers) as resp:
+        assert resp.status == 400
+        assert "nested too deeply" in (await resp.json())["error"]
+
+
 async def test_database_fault_without_a_proxy_is_rejected(admin: Admin) -> None:
     status, answer = await admin.put("db", {"down": True})
     assert status == 400

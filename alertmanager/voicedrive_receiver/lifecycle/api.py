@@ -11,13 +11,13 @@ does not fit 409, a bad field 400, store trouble 503.
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from voicedrive_common.jsonbody import JsonBodyError, parse_json_bytes
 from voicedrive_receiver.app import Services, require_auth, services
 from voicedrive_receiver.auth import authorized, challenge
 from voicedrive_receiver.errors import StoreUnavailable
@@ -80,15 +80,15 @@ def _errors(handler: Handler) -> Handler:
 
 
 async def _json_body(request: web.Request, *, required: bool) -> dict[str, Any]:
-    text = await request.text()
-    if not text.strip():
+    body = await request.read()
+    if not body.strip():
         if required:
             raise RecordFieldError("", "expected a JSON object body")
         return {}
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordFieldError("", f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        data = parse_json_bytes(body)
+    except JsonBodyError as exc:
+        raise RecordFieldError("", exc.reason) from None
     if not isinstance(data, dict):
         raise RecordFieldError("", "expected a JSON object body")
     return data

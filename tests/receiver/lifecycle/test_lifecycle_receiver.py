@@ -251,6 +251,32 @@ async def test_record_update_with_unknown_field_is_a_400_naming_it(rxl: Harness)
     assert (await resp.json())["field"] == "cause"
 
 
+DEEP = b'{"by": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+async def test_deeply_nested_ack_body_is_a_400_saying_so(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    resp = await rxl.client.post(f"/api/incidents/{incident_id}/ack", data=DEEP, headers=AUTH)
+    assert resp.status == 400
+    assert "nested too deeply" in (await resp.json())["error"]
+
+
+async def test_deeply_nested_record_update_is_a_400_saying_so(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    resp = await rxl.client.patch(f"/api/incidents/{incident_id}/record", data=DEEP, headers=AUTH)
+    assert resp.status == 400
+    assert "nested too deeply" in (await resp.json())["error"]
+
+
+async def test_ack_body_that_is_not_utf8_is_a_400(rxl: Harness) -> None:
+    incident_id = await open_level2(rxl)
+    resp = await rxl.client.post(
+        f"/api/incidents/{incident_id}/ack", data=b'{"by": "\xff"}', headers=AUTH
+    )
+    assert resp.status == 400
+    assert "not UTF-8" in (await resp.json())["error"]
+
+
 async def test_level4_repages_with_the_widened_audience(rxl: Harness) -> None:
     await rxl.post(payload(alert(level="4")))
     await rxl.drain()

@@ -35,21 +35,72 @@ def load_yaml(path: str | Path) -> "Node":
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file: {exc.strerror}", source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"not UTF-8 text: invalid byte at offset {exc.start}", source=source
+        ) from None
     return parse_yaml(text, source=source)
 
 
 def parse_yaml(text: str, *, source: str | None = None) -> "Node":
     """Parse YAML text whose top level is a mapping."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(exc.path, exc.message, source=source) from None
+    except RecursionError:
+        raise ConfigError("", "invalid YAML: nested too deeply", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError("", f"invalid YAML: {where}{problem}", source=source) from None
+    except ValueError as exc:
+        # A value that looks like a date but is not one (2026-13-45) fails in datetime.
+        raise ConfigError("", f"invalid YAML value: {exc}", source=source) from None
     if data is None:
         data = {}
     return Node(data, "", source)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def compose_document(self) -> yaml.Node | None:
+        root = super().compose_document()
+        if root is not None:
+            _reject_duplicate_keys(root)
+        return root
+
+
+def _reject_duplicate_keys(root: yaml.Node) -> None:
+    # Iterative, so that a deeply nested document is not a RecursionError here.
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                sub = f"{path}.{key_node.value}" if path else str(key_node.value)
+                line = key_node.start_mark.line + 1
+                ident = (key_node.tag, key_node.value)
+                if key_node.tag != "tag:yaml.org,2002:merge" and ident in seen:
+                    raise _DuplicateKey(
+                        sub, f"duplicate key at line {line} (first given at line {seen[ident]})"
+                    )
+                seen[ident] = line
+                stack.append((value_node, sub))
 
 
 class Node:

@@ -53,3 +53,45 @@ def test_number_rejects_integer_too_large_for_a_float() -> None:
     node = parse_yaml(f"n: {10**400}\n")
     with pytest.raises(ConfigError, match=r"^n: must be a finite number"):
         node.number("n")
+
+
+def test_non_utf8_file_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert str(caught.value).startswith(f"{path}: <root>: not UTF-8 text")
+
+
+def test_deeply_nested_yaml_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert str(caught.value) == f"{path}: <root>: invalid YAML: nested too deeply"
+
+
+def test_duplicate_key_is_rejected_with_key_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yml"
+    path.write_text("api:\n  interval: 5s\n  interval: 10s\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert str(caught.value) == (
+        f"{path}: api.interval: duplicate key at line 3 (first given at line 2)"
+    )
+
+
+def test_duplicate_key_inside_a_list_item_names_the_index() -> None:
+    with pytest.raises(ConfigError, match=r"^endpoints\[1\]\.url: duplicate key at line 4"):
+        parse_yaml("endpoints:\n  - url: a\n  - url: b\n    url: c\n")
+
+
+def test_same_key_in_sibling_mappings_is_allowed() -> None:
+    root = parse_yaml("a: {k: 1}\nb: {k: 2}\n")
+    assert root.node("a").integer("k") == 1
+    assert root.node("b").integer("k") == 2
+
+
+def test_impossible_date_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^<root>: invalid YAML value: month must be in 1\.\.12"):
+        parse_yaml("day: 2026-13-45\n")

@@ -80,8 +80,11 @@ class Exporter:
     async def _reload(self, path: str | Path) -> bool:
         try:
             config = load_config(path)
-        except ConfigError as exc:
-            log.error("config reload failed, keeping the previous config", extra={"err": str(exc)})
+        except Exception as exc:  # a bad reload must never stop the exporter
+            # A ConfigError already names file and key; anything else is a loader bug and
+            # gets its type so it can be told apart.
+            reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            log.error("config reload failed, keeping the previous config", extra={"err": reason})
             self.store.reloaded(False)
             return False
         if self._scheduler is not None:

@@ -90,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         web_config.ssl_context()  # load certificates now so a bad file fails at start
         host, port = parse_listen_address(args.listen)
     except (ConfigError, ValueError) as exc:
-        log.error("invalid configuration", extra={"err": str(exc)})
-        print(f"voicedrive-exporter: {exc}", file=sys.stderr)
+        # Once: both would land on stderr. --config.check is for people, a start-up for logs.
+        if args.config_check:
+            print(f"voicedrive-exporter: {exc}", file=sys.stderr)
+        else:
+            log.error("invalid configuration", extra={"err": str(exc)})
         return 1
     if args.config_check:
         print(f"{args.config_file}: OK")

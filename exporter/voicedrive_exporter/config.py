@@ -7,7 +7,7 @@ Every error is a ConfigError whose message starts with the key path.
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from voicedrive_common.confload import Node, load_yaml, parse_yaml
 from voicedrive_common.errors import ConfigError
@@ -21,6 +21,8 @@ SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
 FROM notification_deliveries
 WHERE created_at > now() - make_interval(secs => $1)"""
 _STATUS_PATTERN = re.compile(r"^[1-5](?:xx|\d\d)$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 7230 token: a header field name
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 @dataclass(frozen=True)
@@ -297,10 +299,10 @@ def _endpoint(node: Node, base_url: str | None) -> Endpoint:
             check = BodyCheck(json_field=sub.text("json_field", "status"), equals=sub.raw("equals"))
             sub.done()
     headers_node = node.node("headers")
-    headers = tuple((key, headers_node.text(key)) for key in headers_node.keys())  # noqa: SIM118
+    headers = tuple(_header(headers_node, key) for key in headers_node.keys())  # noqa: SIM118
     headers_node.done()
     endpoint = Endpoint(
-        name=node.text("name", default_name),
+        name=_name(node, default_name),
         url=url,
         method=method,
         accepted_status=accepted,
@@ -309,6 +311,52 @@ def _endpoint(node: Node, base_url: str | None) -> Endpoint:
     )
     node.done()
     return endpoint
+
+
+def _name(node: Node, default: str | None = None) -> str:
+    name: str = node.text("name", default) if default is not None else node.text("name")
+    if not name.strip():
+        raise node.error("name", "must not be empty")
+    return name
+
+
+def _header(node: Node, key: str) -> tuple[str, str]:
+    # aiohttp refuses CR, LF and other control characters only when sending, which would fail
+    # the probe at run time; a header is checked here so --config.check catches it.
+    if not _TOKEN.fullmatch(key):
+        raise ConfigError(
+            node.path,
+            f"invalid header name {key!r}: use letters, digits and !#$%&'*+-.^_`|~ only",
+            source=node.source,
+        )
+    value: str = node.text(key)
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        # The value may be a credential (Authorization), so it is never echoed.
+        raise node.error(key, "header value must not contain control characters (CR, LF, NUL)")
+    return key, value
+
+
+def _check_dsn(node: Node, dsn: str) -> None:
+    """Port and sslmode of an inline DSN; never echoes the DSN (it may hold the password)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        raise node.error("dsn", "is not a valid postgresql:// URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise node.error("dsn", "must be a postgresql:// URL")
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        if ":" not in port:
+            continue
+        text = port.rpartition(":")[2]
+        if not text.isdigit() or not 1 <= int(text) <= 65535:
+            raise node.error("dsn", "port must be a number from 1 to 65535")
+    for mode in parse_qs(parts.query).get("sslmode", []):
+        if mode not in SSLMODES:
+            raise node.error(
+                "dsn", f"sslmode must be one of {', '.join(SSLMODES)}; got {mode[:20]!r}"
+            )
 
 
 def _statuses(node: Node) -> tuple[str, ...]:
@@ -332,9 +380,7 @@ def _pg(node: Node, timeout: float) -> PgTarget:
     dsn = node.secret("dsn")
     assert dsn is not None  # required=True
     if dsn.inline is not None and "${" not in dsn.inline:
-        scheme = urlsplit(dsn.inline).scheme
-        if scheme not in ("postgresql", "postgres"):
-            raise node.error("dsn", "must be a postgresql:// URL")
+        _check_dsn(node, dsn.inline)
     target = PgTarget(
         dsn=dsn,
         password=node.secret("password", required=False),
@@ -355,7 +401,7 @@ def _database(node: Node, defaults: _Defaults) -> DatabaseSettings:
         raise node.error("targets", "must list at least one database")
     targets = []
     for item in items:
-        name = item.text("name")
+        name = _name(item)
         targets.append(DatabaseTarget(name=name, pg=_pg(item, schedule.timeout)))
         item.done()
     names = [t.name for t in targets]
@@ -402,7 +448,10 @@ def _notifications(node: Node, defaults: _Defaults) -> NotificationSettings:
 
 def _backup(node: Node, defaults: _Defaults) -> BackupSettings:
     schedule = _section_schedule(node, defaults, BackupSettings.schedule)
-    settings = BackupSettings(path_glob=node.text("path_glob"), schedule=schedule)
+    path_glob: str = node.text("path_glob")
+    if not path_glob.strip():
+        raise node.error("path_glob", "must not be empty")
+    settings = BackupSettings(path_glob=path_glob, schedule=schedule)
     node.done()
     return settings
 

@@ -61,6 +61,12 @@ async def _one(
         reason = "timeout"
     except FetchFailure as exc:
         reason, status = exc.reason, exc.status
+    except Exception as exc:  # one endpoint's surprise must not fail the others
+        reason = "other"
+        log.error(
+            "api probe hit an unexpected error",
+            extra={"endpoint": endpoint.name, "err": type(exc).__name__},
+        )
     elapsed = deps.clock.monotonic() - started
     samples = [
         sample("voicedrive_api_up", 0 if reason else 1, endpoint=endpoint.name),

@@ -48,6 +48,7 @@ Auth = BearerAuth | BasicAuth
 class ServerConfig:
     """HTTP side: who may post, how big a body may be, how /metrics is guarded."""
 
+    # None only when the config says ``auth: none`` explicitly (parse_config refuses a missing one).
     auth: Auth | None = None
     # "open": anyone on the network; "same": the webhook's credentials; else its own auth.
     metrics_auth: Literal["open", "same"] | Auth = "open"
@@ -246,6 +247,15 @@ def parse_config(
         base_dir=Path(root.source).parent if root.source else None,
     )
     root.done()
+    server_node = root.node("server")
+    # Mandatory (checked last, so other mistakes are named first): a forgotten section must not
+    # silently open the endpoints that post alerts and send test SMS and calls.
+    if not server_node.has("auth"):
+        raise server_node.error(
+            "auth",
+            "is required: set bearer_token or basic, or 'none' to run without authentication "
+            "(anyone reaching the port can post alerts and send test pages)",
+        )
     return ReceiverConfig(
         server=server,
         store=store,
@@ -311,7 +321,13 @@ def _auth(node: Node) -> Auth | None:
 
 
 def _server(node: Node) -> ServerConfig:
-    auth = _auth(node.node("auth")) if node.has("auth") else None
+    auth: Auth | None = None
+    if node.has("auth") and node.raw("auth") != "none":
+        if isinstance(node.raw("auth"), str):
+            raise node.error("auth", "must be a mapping (bearer_token or basic) or 'none'")
+        auth = _auth(node.node("auth"))
+        if auth is None:
+            raise node.error("auth", "needs bearer_token or basic (or 'none')")
     metrics_auth: Literal["open", "same"] | Auth = "open"
     raw = node.raw("metrics_auth", "open")
     if isinstance(raw, str):

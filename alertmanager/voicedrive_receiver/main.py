@@ -135,6 +135,8 @@ def config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
+    if config.server.auth is None:
+        print(f"{args.config_file}: WARNING: server.auth is 'none' (no authentication)")
     checked = " and secrets" if args.resolve_secrets else ""
     print(
         f"{args.config_file}: config{checked} OK ({len(config.channels)} channels, "
@@ -185,7 +187,14 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
         runner = web.AppRunner(create_app(svc), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, listen[0], listen[1], reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error(
+                "cannot listen",
+                extra={"address": f"{listen[0]}:{listen[1]}", "err": exc.strerror or str(exc)},
+            )
+            return 1
         log.info(
             "listening",
             extra={
@@ -195,6 +204,12 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
                 "owner": owner,
             },
         )
+        if config.server.auth is None:
+            log.warning(
+                "AUTHENTICATION DISABLED (server.auth: none): anyone reaching this port can post "
+                "alerts, acknowledge incidents and send test SMS and calls",
+                extra={"address": f"{listen[0]}:{listen[1]}"},
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

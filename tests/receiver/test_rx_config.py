@@ -21,6 +21,7 @@ from voicedrive_receiver.config import (
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "alertmanager" / "receiver.example.yml"
 MINIMAL = """
+server: {auth: none}
 channels:
   slack: {type: slack}
 contacts:
@@ -98,6 +99,24 @@ def test_a_minimal_config_has_the_documented_defaults() -> None:
     assert config.outbox.attempts == 8
     assert config.incidents.reopen_within == 1800.0
     assert config.fanout.cumulative is True
+
+
+def test_config_without_server_auth_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(MINIMAL.replace("server: {auth: none}\n", ""))
+    assert str(caught.value).startswith("server.auth: is required")
+
+
+def test_auth_none_runs_without_authentication_only_when_said_explicitly() -> None:
+    config = parse_config(parse_yaml(MINIMAL), channel_types=FAKE_TYPES)
+    assert config.server.auth is None
+
+
+@pytest.mark.parametrize("auth", ["{}", "off", "null"])
+def test_auth_that_is_neither_credentials_nor_none_is_refused(auth: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(MINIMAL.replace("{auth: none}", f"{{auth: {auth}}}"))
+    assert str(caught.value).startswith("server.auth")
 
 
 def test_secrets_are_not_read_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

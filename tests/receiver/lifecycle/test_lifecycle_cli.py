@@ -23,6 +23,7 @@ def cli_config(tmp_path: Path) -> Path:
     path = tmp_path / "receiver.yml"
     path.write_text(
         f"""
+server: {{auth: none}}
 store: {{sqlite: {{path: {tmp_path / "receiver.db"}}}}}
 contacts:
   {{operator: {{}}, hotline: {{}}, tech_lead: {{}}, infra_engineer: {{}}, medical_ops: {{}}}}

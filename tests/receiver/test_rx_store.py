@@ -8,8 +8,10 @@ import pytest
 from rx_helpers import RecordingChannel, alert, harness, make_config, payload
 
 from voicedrive_common.clock import FakeClock
+from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
-from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
+from voicedrive_receiver.config import resolve_secrets
+from voicedrive_receiver.store import open_postgres_store, open_sqlite_store, open_store
 from voicedrive_receiver.store.schema import MIGRATIONS
 
 TABLES = {
@@ -172,3 +174,12 @@ async def test_a_delivery_on_postgres_is_recorded_once_with_its_timeline_event(
     delivered = [e for e in found.events if e["kind"] == "delivered"]
     assert [e["detail"]["channel"] for e in delivered] == ["slack"]
     assert [d["state"] for d in found.deliveries] == ["delivered"]
+
+
+async def test_sqlite_path_in_a_missing_directory_is_a_config_error_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path, store=f"sqlite: {{path: {tmp_path / 'typo' / 'x.db'}}}")
+    with pytest.raises(ConfigError, match=r"^store\.sqlite\.path: directory .* does not exist"):
+        await open_store(config.store, resolve_secrets(config))
+    assert not (tmp_path / "typo").exists()

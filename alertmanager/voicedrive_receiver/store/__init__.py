@@ -1,5 +1,8 @@
 """Durable state: notifications, alerts, incidents, the outbox and dead letters."""
 
+from pathlib import Path
+
+from voicedrive_common.errors import ConfigError
 from voicedrive_receiver.config import PostgresStoreConfig, ResolvedSecrets, StoreConfig
 from voicedrive_receiver.store.base import (
     ChannelStats,
@@ -42,5 +45,13 @@ async def open_store(config: StoreConfig, secrets: ResolvedSecrets) -> SqlStore:
             pool_max=config.pool_max,
             connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
+        )
+    parent = Path(config.path).parent
+    if config.path != ":memory:" and not parent.is_dir():
+        # Never created on the fly: a typo in the path would start an empty incident history.
+        raise ConfigError(
+            "store.sqlite.path",
+            f"directory {str(parent)!r} does not exist; create it first (it is never created "
+            "automatically)",
         )
     return await open_sqlite_store(config.path, busy_timeout=config.busy_timeout)

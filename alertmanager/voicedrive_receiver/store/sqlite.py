@@ -22,7 +22,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from voicedrive_receiver.errors import StoreUnavailable
@@ -124,8 +123,6 @@ class SqliteDatabase:
         """Open the file (creating its directory) and set the pragmas."""
 
         def connect() -> sqlite3.Connection:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout,

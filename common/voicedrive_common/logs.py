@@ -2,6 +2,11 @@
 
 Every resolved secret is registered here and scrubbed from any record before it is written:
 a second line of defence behind "never format a secret into a message".
+
+Every line starts with the reserved keys ``ts``, ``level``, ``logger`` and ``msg``. An ``extra=``
+field with one of those names never replaces them (level filtering would break): it is written
+as ``extra_<name>`` instead, e.g. ``extra={"level": 3}`` gives ``extra_level=3``. Callers should
+use a clear name of their own (``alert_level``) rather than rely on that.
 """
 
 import json
@@ -17,6 +22,7 @@ FORMATS = ("logfmt", "json")
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+RESERVED = ("ts", "level", "logger", "msg")
 
 
 def register_secret(value: str) -> None:
@@ -49,7 +55,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     }
     for key, value in vars(record).items():
         if key not in _STD_ATTRS and not key.startswith("_"):
-            fields[key] = value
+            fields[f"extra_{key}" if key in RESERVED else key] = value
     if record.exc_info:
         fields["err"] = logging.Formatter().formatException(record.exc_info)
     return fields

@@ -120,7 +120,7 @@ async def handle(request: web.Request) -> web.Response:
                 extra={
                     "alertname": alert.labels.get("alertname", ""),
                     "fingerprint": alert.fingerprint,
-                    "level": decision.level,
+                    "alert_level": decision.level,
                 },
             )
     for channel in result.channels:
@@ -130,7 +130,7 @@ async def handle(request: web.Request) -> web.Response:
         extra={
             "group_key": notification.group_key,
             "status": notification.status,
-            "level": plan.batch.level,
+            "alert_level": plan.batch.level,
             "incident": result.incident_id,
             "enqueued": result.enqueued,
         },

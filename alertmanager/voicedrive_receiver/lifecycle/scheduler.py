@@ -156,7 +156,7 @@ class LifecycleScheduler:
             self.metrics.sla_breaches.labels(level=str(level), kind=kind).inc()
             log.warning(
                 "SLA breached",
-                extra={"incident": applied.incident_id, "kind": kind, "level": level},
+                extra={"incident": applied.incident_id, "kind": kind, "alert_level": level},
             )
         if applied.acknowledged_after is not None:
             level, seconds = applied.acknowledged_after

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from voicedrive_common.clock import Clock, SystemClock
 from voicedrive_common.confload import Node
 from voicedrive_receiver.channels.base import DeliveryResult, OutboundMessage
+from voicedrive_receiver.safetext import visible
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,11 @@ class ConsoleChannel:
         if self._settings.stdout:
             stream = self._stream or sys.stdout
             head = f"=== {self.name} -> {message.recipient.contact} [{message.status}] ==="
-            body = message.rendered.subject + "\n" if message.rendered.subject else ""
-            stream.write(f"{head}\n{body}{message.rendered.text}\n")
+            # stdout is the log stream: alert text must not forge lines or smuggle escapes.
+            subject = visible(message.rendered.subject)
+            body = subject + "\n" if subject else ""
+            text = visible(message.rendered.text, keep_newlines=True)
+            stream.write(f"{visible(head)}\n{body}{text}\n")
             stream.flush()
         if self._settings.file is not None:
             line = json.dumps(record, ensure_ascii=False) + "\n"

@@ -42,6 +42,7 @@ from voicedrive_receiver.lifecycle.service import (
     test_message_rows,
 )
 from voicedrive_receiver.lifecycle.tokyo import LANGS, format_time
+from voicedrive_receiver.safetext import visible, visible_json
 from voicedrive_receiver.store import SqlStore, open_store
 
 CONFIG_ENV = "VOICEDRIVE_RECEIVER_CONFIG"
@@ -143,14 +144,14 @@ def _run_incidents(args: argparse.Namespace) -> int:
         if args.action == "list":
             for inc in await store.list_incidents(status=args.status, limit=args.limit):
                 opened = format_time(when(inc.opened_at), lang)
-                print(f"{inc.id}\t{inc.status}\tL{inc.level}\t{opened}\t{inc.summary}")
+                print(f"{inc.id}\t{inc.status}\tL{inc.level}\t{opened}\t{visible(inc.summary)}")
             return 0
         if args.action == "show":
             found = await store.get_incident(args.id)
             if found is None:
                 print(f"error: no incident {args.id!r}", file=sys.stderr)
                 return 1
-            print(json.dumps(found.to_json(), ensure_ascii=False, indent=2))
+            print(visible_json(json.dumps(found.to_json(), ensure_ascii=False, indent=2)))
             return 0
         if args.action == "ack":
             done = await life.acknowledge(args.id, by=args.by, now=now)

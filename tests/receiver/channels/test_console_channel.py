@@ -44,6 +44,26 @@ async def test_prints_to_the_stream(message: MessageFn) -> None:
     assert stream.getvalue() == "=== c -> hotline [firing] ===\n件名\n障害\n"
 
 
+async def test_control_characters_in_alert_text_are_printed_as_visible_escapes(
+    message: MessageFn,
+) -> None:
+    stream = io.StringIO()
+    kind = ConsoleType()
+    channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
+    await channel.send(message(text="障害\x1b[2K\rlevel=info\x00\u202e", subject="件\n名"))
+    assert stream.getvalue() == (
+        "=== c -> hotline [firing] ===\n件\\n名\n障害\\x1b[2K\\rlevel=info\\x00\\u202e\n"
+    )
+
+
+async def test_line_breaks_of_the_message_text_are_kept(message: MessageFn) -> None:
+    stream = io.StringIO()
+    kind = ConsoleType()
+    channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
+    await channel.send(message(text="一行目\n二行目"))
+    assert stream.getvalue().splitlines()[1:] == ["一行目", "二行目"]
+
+
 async def test_never_writes_the_recipient_address(tmp_path: Path, message: MessageFn) -> None:
     outbox = tmp_path / "out.jsonl"
     kind = ConsoleType()

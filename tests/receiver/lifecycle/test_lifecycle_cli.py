@@ -99,6 +99,26 @@ def test_schedule_check_reports_a_bad_file_with_its_key_path(tmp_path: Path) -> 
     assert "shifts[0].start" in result.stderr
 
 
+async def test_incidents_list_and_show_print_control_characters_as_visible_escapes(
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = cli_config(tmp_path)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    forged = alert()
+    forged["annotations"]["summary"] = "遅い\x1b[2K\r\nlevel=info msg=ok\u202e"
+    async with harness(make_config(tmp_path), store, clock) as h:
+        incident_id = (await (await h.post(payload(forged))).json())["incident_id"]
+    cfg = ["--config.file", str(config_file)]
+    assert await asyncio.to_thread(main, ["incidents", "list", *cfg]) == 0
+    listed = capsys.readouterr().out
+    assert listed.endswith("遅い\\x1b[2K\\r\\nlevel=info msg=ok\\u202e\n")
+    assert await asyncio.to_thread(main, ["incidents", "show", incident_id, *cfg]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown
+    assert "\u202e" not in shown
+    assert json.loads(shown)["summary"] == forged["annotations"]["summary"]
+
+
 async def test_incidents_ack_record_and_export_work_on_the_store(
     tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:

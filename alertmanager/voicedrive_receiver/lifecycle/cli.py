@@ -174,7 +174,11 @@ def _run_incidents(args: argparse.Namespace) -> int:
         record = record_of(found_incident, config.lifecycle.escalation, now)
         text = render_record(record, lang=args.lang or lang, override_dir=records_override(config))
         if args.output:
-            await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
+            try:
+                await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
+            except OSError as exc:
+                print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
         else:
             sys.stdout.write(text)
         return 0

@@ -119,6 +119,20 @@ async def test_incidents_list_and_show_print_control_characters_as_visible_escap
     assert json.loads(shown)["summary"] == forged["annotations"]["summary"]
 
 
+async def test_export_to_a_missing_directory_is_a_one_line_error_and_exit_1(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config_file = cli_config(tmp_path)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(make_config(tmp_path), store, clock) as h:
+        incident_id = (await (await h.post(payload(alert()))).json())["incident_id"]
+    target = tmp_path / "missing" / "x.md"
+    args = ["incidents", "export", incident_id, "--output", str(target)]
+    result = await asyncio.to_thread(run, *args, "--config.file", str(config_file))
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {target}: No such file or directory\n"
+
+
 async def test_incidents_ack_record_and_export_work_on_the_store(
     tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,6 +26,7 @@ import aiohttp
 import psutil
 from aiohttp import web
 
+from voicedrive_common.durations import format_duration
 from voicedrive_common.throwaway_pg import free_port
 from voicedrive_exporter.collector import Exposition
 from voicedrive_exporter.probes.base import ProbeResult, sample
@@ -110,8 +111,8 @@ async def bench_voicedrive(
     port = free_port()
     lines = [
         "api:",
-        f"  interval: {interval}s",
-        f"  timeout: {interval * 0.8}s",
+        f"  interval: {format_duration(interval)}",
+        f"  timeout: {format_duration(interval * 0.8)}",
         "  endpoints:",
         *(f"    - {{url: '{target}/health/{i}', name: e{i}}}" for i in range(endpoints)),
         "host: {enabled: false}",

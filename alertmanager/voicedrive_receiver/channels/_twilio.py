@@ -9,15 +9,17 @@ number, so only the numeric ``code`` goes into a result.
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from voicedrive_common.confload import Node
 from voicedrive_common.secrets import SecretRef
 from voicedrive_receiver.channels import _http
-from voicedrive_receiver.channels.base import DeliveryResult
+from voicedrive_receiver.channels.base import DeliveryResult, OutboundMessage
 
 DEFAULT_API_URL = "https://api.twilio.com"
 RATE_LIMIT_CODE = 20429
+
+SettingsT = TypeVar("SettingsT")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,27 @@ class TwilioClient:
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._session.close()
+
+
+class TwilioChannel(Generic[SettingsT]):
+    """What the SMS and phone channels hold alike: a name, their settings and one client."""
+
+    def __init__(self, name: str, settings: SettingsT, client: TwilioClient) -> None:
+        self.name = name
+        self._settings = settings
+        self._client = client
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._client.close()
+
+
+def recipient_number(message: OutboundMessage, *, kind: str) -> str | DeliveryResult:
+    """The recipient's number, or the permanent failure a recipient without one is."""
+    to = _http.recipient_address(message.recipient)
+    if not to:
+        return DeliveryResult(ok=False, detail=f"{kind}: recipient has no number", permanent=True)
+    return to
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

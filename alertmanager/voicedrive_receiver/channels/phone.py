@@ -4,8 +4,13 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 from voicedrive_common.confload import Node
-from voicedrive_receiver.channels import _http
-from voicedrive_receiver.channels._twilio import TwilioClient, TwilioSettings, parse_twilio
+from voicedrive_receiver.channels._twilio import (
+    TwilioChannel,
+    TwilioClient,
+    TwilioSettings,
+    parse_twilio,
+    recipient_number,
+)
 from voicedrive_receiver.channels.base import DeliveryResult, OutboundMessage
 
 # Twilio refuses a Twiml parameter longer than 4000 characters.
@@ -63,19 +68,14 @@ def twiml(text: str, *, language: str = "ja-JP", voice: str = "", loop: int = 1)
     return head + body + tail
 
 
-class PhoneChannel:
+class PhoneChannel(TwilioChannel[PhoneSettings]):
     """Places one call per delivery."""
-
-    def __init__(self, name: str, settings: PhoneSettings, client: TwilioClient) -> None:
-        self.name = name
-        self._settings = settings
-        self._client = client
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Create a Twilio Call that reads the message."""
-        to = _http.recipient_address(message.recipient)
-        if not to:
-            return DeliveryResult(ok=False, detail="phone: recipient has no number", permanent=True)
+        to = recipient_number(message, kind="phone")
+        if isinstance(to, DeliveryResult):
+            return to
         s = self._settings
         document = twiml(
             message.rendered.text or message.rendered.subject,
@@ -86,7 +86,3 @@ class PhoneChannel:
         return await self._client.create(
             "Calls", {"To": to, "Twiml": document, "Timeout": str(s.ring_timeout)}
         )
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._client.close()

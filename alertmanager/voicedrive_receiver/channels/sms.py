@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from voicedrive_common.confload import Node
-from voicedrive_receiver.channels import _http
-from voicedrive_receiver.channels._twilio import TwilioClient, TwilioSettings, parse_twilio
+from voicedrive_receiver.channels._twilio import (
+    TwilioChannel,
+    TwilioClient,
+    TwilioSettings,
+    parse_twilio,
+    recipient_number,
+)
 from voicedrive_receiver.channels.base import DeliveryResult, OutboundMessage
 
 Encoding = Literal["GSM-7", "UCS-2"]
@@ -124,19 +129,14 @@ class SmsType:
         return SmsChannel(name, settings, TwilioClient(settings.twilio))
 
 
-class SmsChannel:
+class SmsChannel(TwilioChannel[SmsSettings]):
     """Sends one SMS per delivery."""
-
-    def __init__(self, name: str, settings: SmsSettings, client: TwilioClient) -> None:
-        self.name = name
-        self._settings = settings
-        self._client = client
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Create a Twilio Message for the recipient."""
-        to = _http.recipient_address(message.recipient)
-        if not to:
-            return DeliveryResult(ok=False, detail="sms: recipient has no number", permanent=True)
+        to = recipient_number(message, kind="sms")
+        if isinstance(to, DeliveryResult):
+            return to
         body = fit(message.rendered.text or message.rendered.subject, self._settings.max_segments)
         result = await self._client.create("Messages", {"To": to, "Body": body.text})
         cut = ", truncated" if body.truncated else ""
@@ -148,7 +148,3 @@ class SmsChannel:
             permanent=result.permanent,
             upstream_id=result.upstream_id,
         )
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._client.close()

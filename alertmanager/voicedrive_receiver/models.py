@@ -80,8 +80,18 @@ class Notification:
         return tuple(a for a in self.alerts if a.status == "firing")
 
 
-def parse_notification(data: Any) -> Notification:
-    """Validate decoded JSON into a Notification; PayloadError names the first bad field."""
+# Timestamps outside [2000, now + a day] are typos or broken clocks, and break templates/arithmetic.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+
+
+def parse_notification(data: Any, *, now: datetime | None = None) -> Notification:
+    """Validate decoded JSON into a Notification; PayloadError names the first bad field.
+
+    With ``now``, timestamps must lie between 2000 and a day after it. The group ``status`` is
+    derived from the alerts (firing when any is): trusting a "resolved" group that still holds a
+    firing alert would drop that alert.
+    """
     if not isinstance(data, dict):
         raise PayloadError("", "payload must be a JSON object")
     version = _req_str(data, "version", "")
@@ -95,21 +105,33 @@ def parse_notification(data: Any) -> Notification:
     truncated = data.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts", "expected a non-negative integer")
+    _status(data, "")  # still validated: a garbled value is a broken sender
+    alerts = tuple(_alert(item, f"alerts[{i}]", now) for i, item in enumerate(alerts_raw))
+    status: Status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
     return Notification(
         version=version,
         group_key=_req_str(data, "groupKey", ""),
         truncated_alerts=truncated,
-        status=_status(data, ""),
+        status=status,
         receiver=_opt_str(data, "receiver", ""),
         group_labels=_str_map(data, "groupLabels", ""),
         common_labels=_str_map(data, "commonLabels", ""),
         common_annotations=_str_map(data, "commonAnnotations", ""),
         external_url=_opt_str(data, "externalURL", ""),
-        alerts=tuple(_alert(item, f"alerts[{i}]") for i, item in enumerate(alerts_raw)),
+        alerts=alerts,
     )
 
 
-def _alert(item: Any, path: str) -> Alert:
+def _in_range(when: datetime | None, field: str, now: datetime | None) -> None:
+    if when is None or now is None:
+        return
+    if when < EARLIEST:
+        raise PayloadError(field, f"{when.isoformat()} is before {EARLIEST.year}")
+    if when > now + FUTURE_SLACK:
+        raise PayloadError(field, f"{when.isoformat()} is more than a day in the future")
+
+
+def _alert(item: Any, path: str, now: datetime | None = None) -> Alert:
     if not isinstance(item, dict):
         raise PayloadError(path, "expected an object")
     starts = parse_time(_req(item, "startsAt", path), f"{path}.startsAt")
@@ -117,6 +139,8 @@ def _alert(item: Any, path: str) -> Alert:
         raise PayloadError(f"{path}.startsAt", "must be a real time, not the zero time")
     ends_raw = item.get("endsAt")
     ends = None if ends_raw in (None, "") else parse_time(ends_raw, f"{path}.endsAt")
+    _in_range(starts, f"{path}.startsAt", now)
+    _in_range(ends, f"{path}.endsAt", now)
     fingerprint = _req_str(item, "fingerprint", path)
     if not fingerprint:
         raise PayloadError(f"{path}.fingerprint", "must not be empty")

@@ -6,6 +6,7 @@ drops those).
 """
 
 import logging
+from datetime import datetime
 
 from aiohttp import web
 
@@ -42,13 +43,13 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def parse_body(body: bytes) -> Notification:
+def parse_body(body: bytes, *, now: datetime | None = None) -> Notification:
     """Decode and validate a webhook body; PayloadError says what is wrong and where."""
     try:
         data = parse_json_bytes(body)
     except JsonBodyError as exc:
         raise PayloadError("", exc.reason) from None
-    return parse_notification(data)
+    return parse_notification(data, now=now)
 
 
 async def handle(request: web.Request) -> web.Response:
@@ -63,7 +64,7 @@ async def handle(request: web.Request) -> web.Response:
         svc.metrics.webhooks.labels(outcome="too_large").inc()
         return _json(413, {"error": f"body larger than {server.max_body_bytes} bytes"})
     try:
-        notification = parse_body(body)
+        notification = parse_body(body, now=svc.clock.now())
         plan = build_batch(
             notification,
             body.decode("utf-8"),

@@ -108,6 +108,8 @@ async def test_two_alertmanagers_sending_the_same_alert_page_once(
     rx: Harness, tmp_path: Path
 ) -> None:
     receiver_url = str(rx.client.make_url("")).rstrip("/")
+    # Real Alertmanagers stamp real times; the receiver checks them against its clock.
+    rx.clock.set(datetime.now(UTC))
     started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     alert = {
         "labels": {
@@ -156,6 +158,7 @@ async def test_a_real_resolved_notification_reaches_the_channels_of_the_firing_o
 ) -> None:
     receiver_url = str(rx.client.make_url("")).rstrip("/")
     now = datetime.now(UTC)
+    rx.clock.set(now)  # real Alertmanager times are checked against the receiver's clock
     alert = {
         "labels": {"alertname": "VoiceDriveApiSlow", "level": "2", "system": "voicedrive"},
         "annotations": {"summary": "API応答が遅い"},

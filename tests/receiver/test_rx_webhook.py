@@ -110,6 +110,37 @@ async def test_unexpected_error_while_preparing_pages_gets_400_not_500(rx: Harne
     assert "TypeError" in json.loads(await resp.text())["error"]
 
 
+async def test_resolved_group_still_holding_a_firing_alert_pages_for_it(rx: Harness) -> None:
+    firing = alert(fingerprint="fp1", level="2")
+    ended = alert(fingerprint="fp2", status="resolved", ends_at="2025-09-01T09:05:00+09:00")
+    resp = await rx.post(payload(firing, ended, status="resolved"))
+    await rx.drain()
+    assert resp.status == 200
+    assert rx.channels["slack"].contacts() == [("emergency_channel", "firing")]
+
+
+async def test_starts_at_more_than_a_day_ahead_of_the_clock_gets_400_naming_it(
+    rx: Harness,
+) -> None:
+    resp = await rx.post(payload(alert(starts_at="9999-12-31T23:59:59Z")))
+    answer = json.loads(await resp.text())
+    assert resp.status == 400
+    assert answer["field"] == "alerts[0].startsAt"
+    assert "more than a day in the future" in answer["error"]
+
+
+async def test_starts_at_before_2000_gets_400_naming_it(rx: Harness) -> None:
+    resp = await rx.post(payload(alert(starts_at="1970-01-01T00:00:00Z")))
+    assert resp.status == 400
+    assert json.loads(await resp.text())["field"] == "alerts[0].startsAt"
+
+
+async def test_ends_at_far_in_the_future_gets_400_naming_it(rx: Harness) -> None:
+    resp = await rx.post(payload(alert(ends_at="2999-01-01T00:00:00Z")))
+    assert resp.status == 400
+    assert json.loads(await resp.text())["field"] == "alerts[0].endsAt"
+
+
 async def test_non_object_body_gets_400(rx: Harness) -> None:
     resp = await rx.post([1, 2, 3])
     assert resp.status == 400

@@ -28,3 +28,20 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     del writer
     while await reader.read(4096):
         pass
+
+
+def forwarder(upstream_port: int) -> StreamHandler:
+    """A handler that pipes each connection both ways to ``127.0.0.1:upstream_port``."""
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return forward

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exporter_helpers import LogCapture, RawServe, never_answer
+from exporter_helpers import LogCapture, RawServe, forwarder, never_answer
 
 from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
 from voicedrive_exporter.config import DatabaseSettings, parse_config
@@ -140,18 +140,7 @@ async def test_database_that_comes_up_later_is_up_on_the_next_run(
     cfg = settings(target(dsn))
     assert (await database.probe(cfg, deps=deps)).reasons == ("refused",)
 
-    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", postgres.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = await asyncio.start_server(forward, "127.0.0.1", port)
+    server = await asyncio.start_server(forwarder(postgres.port), "127.0.0.1", port)
     try:
         assert (await database.probe(cfg, deps=deps)).success
     finally:

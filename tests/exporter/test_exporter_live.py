@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 import trustme
 from aiohttp import web
-from exporter_helpers import LogCapture, RawServe, Serve, never_answer
+from exporter_helpers import LogCapture, RawServe, Serve, forwarder, never_answer
 
 from binaries import require_binary
 from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
@@ -214,18 +214,7 @@ async def test_database_down_at_start_recovers_without_restart(
     base, _ = await start_exporter(serve, yaml)
     await wait_for(base, r'^voicedrive_db_up\{database="main"\} 0.0$')
 
-    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", postgres.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = await asyncio.start_server(forward, "127.0.0.1", port)
+    server = await asyncio.start_server(forwarder(postgres.port), "127.0.0.1", port)
     try:
         text = await wait_for(base, r'^voicedrive_db_up\{database="main"\} 1.0$')
         assert "voicedrive_db_failure_info" not in text

@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from binaries import require_binary
+from binaries import require_binary, start_logged, stop, wait_ready
 from voicedrive_common.throwaway_pg import free_port
 from voicedrive_mixin.thresholds import load_thresholds
 
@@ -138,20 +137,6 @@ def alert_key(labels: dict[str, str]) -> str:
     return "/".join(parts)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"alertmanager exited early:\n{log.read_text()}", pytrace=False)
-        try:
-            if http_json(f"{url}/-/ready", timeout_s=1)[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"alertmanager not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
-
-
 class AlertmanagerProcesses:
     """Starts real Alertmanagers from the repo's config; ``stop_all()`` ends every one started.
 
@@ -191,31 +176,30 @@ class AlertmanagerProcesses:
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
         port = free_port()
         log = workdir / "alertmanager.log"
-        with log.open("wb") as log_out:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config_file}",
-                    f"--storage.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    # Empty disables clustering: no gossip port, no peers, nothing off loopback.
-                    "--cluster.listen-address=",
-                    "--log.level=debug",
-                ],
-                stdout=log_out,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_logged(
+            [
+                binary,
+                f"--config.file={config_file}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                # Empty disables clustering: no gossip port, no peers, nothing off loopback.
+                "--cluster.listen-address=",
+                "--log.level=debug",
+            ],
+            log,
+        )
         self._processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, log)
+        wait_ready(
+            "alertmanager",
+            process,
+            log,
+            lambda: http_json(f"{url}/-/ready", timeout_s=1)[0] == 200,
+            timeout_s=START_TIMEOUT_S,
+        )
         return RunningAlertmanager(url=url)
 
     def stop_all(self) -> None:
         """Terminate every Alertmanager this object started."""
         for process in self._processes:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process)

@@ -1,18 +1,15 @@
 """Every expression on the overview dashboard parses in a real Prometheus."""
 
 import json
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from binaries import require_binary
+from binaries import require_binary, start_logged, stop, wait_ready
 from voicedrive_common.throwaway_pg import free_port
 from voicedrive_mixin import dashboards
 from voicedrive_mixin.thresholds import load_thresholds
@@ -58,42 +55,27 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config.write_text("global: {}\n", encoding="utf-8")
     port = free_port()
     log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_logged(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, log)
+        wait_ready(
+            "prometheus",
+            process,
+            log,
+            lambda: query(base, "1")[0] == 200,
+            timeout_s=START_TIMEOUT_S,
+        )
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"prometheus exited early:\n{log.read_text()}", pytrace=False)
-        try:
-            if query(base, "1")[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"prometheus not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
+        stop(process)
 
 
 @pytest.mark.parametrize(("where", "expr"), expressions(), ids=[w for w, _ in expressions()])

@@ -78,6 +78,8 @@ class StoredIncident:
     record: Mapping[str, Any]
     events: tuple[Mapping[str, Any], ...]
     steps: frozenset[str]
+    # The earliest startsAt of the incident's alerts (read with the timeline only).
+    first_started_at: datetime | None = None
 
 
 def _reason(stored: str) -> Any:
@@ -146,11 +148,20 @@ async def load_incident(
         "ORDER BY at, id",
         incident_id,
     )
+    first_started_at: datetime | None = None
     if timeline:
         raw_events = await conn.fetch(
             "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 ORDER BY at, id",
             incident_id,
         )
+        first = await conn.fetchrow(
+            # group_key first: the alerts primary key's prefix, so no scan of other groups.
+            "SELECT MIN(starts_at) AS first FROM alerts WHERE group_key = $1 AND incident_id = $2",
+            row["group_key"],
+            incident_id,
+        )
+        if first is not None and first["first"] is not None:
+            first_started_at = datetime.fromtimestamp(float(first["first"]), UTC)
     else:
         # Literal kinds, matching the partial index incident_events_restarts (schema v3).
         raw_events = await conn.fetch(
@@ -170,6 +181,7 @@ async def load_incident(
         record=json.loads(row["record"] or "{}"),
         events=events,
         steps=frozenset(str(s["step"]) for s in steps),
+        first_started_at=first_started_at,
     )
 
 

@@ -81,6 +81,7 @@ class IncidentRecord:
 
     incident_id: str
     summary: str
+    # The earliest alert's startsAt when known, else the receipt; received_at is the receipt.
     occurred_at: datetime
     level: int
     level_history: tuple[LevelChange, ...]
@@ -93,6 +94,7 @@ class IncidentRecord:
     timeline: tuple[TimelineEvent, ...] = ()
     fields: Mapping[str, str] = field(default_factory=dict)
     sla: SlaResult | None = None
+    received_at: datetime | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -303,7 +305,10 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
     if record.sla is not None:
         s = record.sla
         sla = {
-            "first_response_target": _format_span(s.first_response_due - record.occurred_at, lang),
+            # The SLA clock starts at the receipt, not at the alert's own start.
+            "first_response_target": _format_span(
+                s.first_response_due - (record.received_at or record.occurred_at), lang
+            ),
             "first_response": _verdict(s.first_response, lang),
             "time_to_acknowledge": _format_span(s.time_to_acknowledge, lang),
             "response_due": format_time(s.response_due, lang),
@@ -313,6 +318,7 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
         "id": record.incident_id,
         "summary": _md_text(record.summary, empty),
         "occurred_at": format_time(record.occurred_at, lang),
+        "received_at": format_time(record.received_at or record.occurred_at, lang),
         "level": record.level,
         "level_name": names[record.level],
         "level_history": [describe_change(c, lang) for c in record.level_history],
@@ -348,12 +354,19 @@ def build_record(
     now: datetime,
     timeline: tuple[TimelineEvent, ...] = (),
     fields: Mapping[str, str] | None = None,
+    started_at: datetime | None = None,
 ) -> IncidentRecord:
-    """The record of an incident from its lifecycle; the acknowledger is the responder."""
+    """The record of an incident from its lifecycle; the acknowledger is the responder.
+
+    ``started_at`` (the earliest alert's startsAt) is when it occurred: the receipt comes a
+    ``for`` window and a group_wait later, and durations measured from it would be too short.
+    """
+    occurred = lifecycle.opened_at if started_at is None else min(started_at, lifecycle.opened_at)
     return IncidentRecord(
         incident_id=incident_id,
         summary=summary,
-        occurred_at=lifecycle.opened_at,
+        occurred_at=occurred,
+        received_at=lifecycle.opened_at,
         level=lifecycle.level,
         level_history=lifecycle.history,
         system=system,

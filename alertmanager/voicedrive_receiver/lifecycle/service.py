@@ -111,6 +111,7 @@ def record_of(found: StoredIncident, policy: EscalationPolicy, now: datetime) ->
         now=now,
         timeline=timeline_of(found.events),
         fields=fields,
+        started_at=found.first_started_at,
     )
 
 

@@ -242,6 +242,17 @@ async def test_record_markdown_follows_the_protocol_template(rxl: Harness) -> No
     assert (await english.text()).startswith("# Phase 2 emergency response record\n")
 
 
+async def test_record_occurred_at_is_the_earliest_alert_start_not_the_receipt(
+    rxl: Harness,
+) -> None:
+    resp = await rxl.post(payload(alert(starts_at="2025-09-01T08:55:00+09:00")))
+    incident_id = (await resp.json())["incident_id"]
+    record = await rxl.client.get(f"/api/incidents/{incident_id}/record.md", headers=AUTH)
+    text = await record.text()
+    assert "- 発生日時: 2025-09-01 08:55:00 (月) JST\n" in text
+    assert "- 受信日時: 2025-09-01 09:00:00 (月) JST\n" in text
+
+
 async def test_record_update_with_unknown_field_is_a_400_naming_it(rxl: Harness) -> None:
     incident_id = await open_level2(rxl)
     resp = await rxl.client.patch(

@@ -66,6 +66,7 @@ def full_record() -> IncidentRecord:
         policy=POLICY,
         now=at(110),
         timeline=timeline,
+        started_at=at(-3),
         fields={
             "symptoms": "API応答が平均1.2秒\n一部の通知配信が遅延",
             "impact": "職員向け通知の約30%が遅延",
@@ -110,11 +111,17 @@ def test_record_uses_the_protocol_templates_headings() -> None:
 def test_record_holds_real_times_not_shell_placeholders() -> None:
     text = render_record(full_record())
     assert "$(date)" not in text
-    assert "- 発生日時: 2025-09-02 10:00:00 (火) JST" in text
+    assert "- 発生日時: 2025-09-02 09:57:00 (火) JST" in text
 
 
 def test_duration_counts_a_started_minute() -> None:
-    assert full_record().duration_minutes == 73
+    # From the alert's start (09:57:00) to the resolution (11:12:30).
+    assert full_record().duration_minutes == 76
+
+
+def test_occurred_at_is_the_alert_start_and_received_at_the_receipt() -> None:
+    record = full_record()
+    assert (record.occurred_at, record.received_at) == (at(-3), at(0))
 
 
 def test_open_incident_record_shows_unfilled_fields() -> None:

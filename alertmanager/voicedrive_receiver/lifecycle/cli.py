@@ -24,6 +24,7 @@ from voicedrive_receiver.config import (
     ResolvedSecrets,
     load_config,
 )
+from voicedrive_receiver.incidents import STATUSES
 from voicedrive_receiver.lifecycle.daily_check import build_daily_check, render_daily_check
 from voicedrive_receiver.lifecycle.persistence import LifecycleStore, when
 from voicedrive_receiver.lifecycle.records import RECORD_FIELDS, render_record, validate_fields
@@ -113,7 +114,7 @@ def _with_store(
 def _configure_incidents(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="incidents, newest first")
-    listing.add_argument("--status", choices=("open", "acknowledged", "resolved", "closed"))
+    listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--limit", type=int, default=50)
     show = actions.add_parser("show", help="one incident as JSON")
     show.add_argument("id")
@@ -233,6 +234,11 @@ def _run_schedule(args: argparse.Namespace) -> int:
         return 2
     except ScheduleError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    known = sorted(schedule.teams | {shift.team for shift in schedule.shifts})
+    if args.team is not None and args.team not in known:
+        # Otherwise an unknown team reads as "the whole span is uncovered".
+        print(f"error: unknown team {args.team!r} (known: {', '.join(known)})", file=sys.stderr)
         return 2
     gaps = schedule.coverage_gaps(window, team=args.team)
     for line in format_gap_lines(gaps, args.lang):

@@ -184,3 +184,15 @@ def test_daily_check_prints_the_markdown_checklist(tmp_path: Path) -> None:
     assert "- [ ] バックアップデータ最新性確認" in result.stdout
     strict = run("daily-check", "--config.file", str(config_file), "--strict")
     assert strict.returncode == 1
+
+
+def test_schedule_check_for_an_unknown_team_says_so_and_exits_2() -> None:
+    result = run("schedule", "check", "--config.file", str(PHASE2), "--team", "nope")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown team 'nope' (known: ")
+
+
+def test_incidents_list_accepts_the_monitoring_status(tmp_path: Path) -> None:
+    config_file = cli_config(tmp_path)
+    result = run("incidents", "list", "--status", "monitoring", "--config.file", str(config_file))
+    assert (result.returncode, result.stderr) == (0, "")

@@ -302,6 +302,22 @@ async def test_level4_repages_with_the_widened_audience(rxl: Harness) -> None:
     ) == 1
 
 
+async def test_resolution_after_a_repage_mails_each_recipient_once_and_calls_no_one(
+    rxl: Harness,
+) -> None:
+    await rxl.post(payload(alert(level="4")))
+    await rxl.drain()
+    rxl.clock.advance(30 * 60)
+    await life(rxl).scheduler.run_once()
+    await rxl.drain()
+    resolved = alert(level="4", status="resolved", ends_at="2025-09-01T09:40:00+09:00")
+    assert (await rxl.post(payload(resolved))).status == 200
+    await rxl.drain()
+    emails = [m.recipient.contact for m in rxl.channels["email"].sent if m.status == "resolved"]
+    assert sorted(emails) == ["management", "tech_lead"]
+    assert [m for m in rxl.channels["phone"].sent if m.status == "resolved"] == []
+
+
 async def test_watchdog_heartbeat_is_recorded_and_its_silence_pages_once(rxl: Harness) -> None:
     resp = await rxl.client.post("/webhook/watchdog", json=payload(), headers=AUTH)
     assert resp.status == 200

@@ -132,7 +132,11 @@ def write_rules(timing: Timing, directory: Path) -> Path:
     overrides.write_text(
         header + yaml.safe_dump(thresholds_overrides(timing), sort_keys=False), encoding="utf-8"
     )
-    out = directory / "generated"
+    return generate_rules(overrides, directory / "generated") / "*.yml"
+
+
+def generate_rules(overrides: Path, out: Path) -> Path:
+    """Run ``voicedrive-mixin`` with ``overrides`` into ``out``; the folder of the rule files."""
     result = subprocess.run(
         [
             *console_script("voicedrive-mixin"),
@@ -148,7 +152,7 @@ def write_rules(timing: Timing, directory: Path) -> Path:
     )
     if result.returncode != 0:
         raise RulesFailed(f"voicedrive-mixin --overrides {overrides}: {result.stderr.strip()}")
-    return out / "prometheus" / "rules" / "*.yml"
+    return out / "prometheus" / "rules"
 
 
 def compress_routes(route: dict[str, Any], timing: Timing) -> dict[str, Any]:

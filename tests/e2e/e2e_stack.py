@@ -16,7 +16,6 @@ A plain module, not a conftest: a second ``conftest`` module would shadow the ro
 import asyncio
 import contextlib
 import json
-import subprocess
 import threading
 import time
 import urllib.error
@@ -42,6 +41,7 @@ from voicedrive_demo.services import Service, console_script
 from voicedrive_demo.stack import DATABASE, Layout, Stack, exporter, simulator
 from voicedrive_demo.stack_configs import render_alertmanager, render_prometheus
 from voicedrive_demo.supervisor import Supervisor, tail
+from voicedrive_demo.timing import generate_rules
 
 T = TypeVar("T")
 
@@ -422,22 +422,7 @@ class E2EStack:
 def _generate_rules(workdir: Path) -> Path:
     overrides = workdir / "overrides.yml"
     overrides.write_text(yaml.safe_dump(OVERRIDES), encoding="utf-8")
-    out = workdir / "generated"
-    done = subprocess.run(
-        [
-            *console_script("voicedrive-mixin"),
-            "--overrides",
-            str(overrides),
-            "--output-dir",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return out / "prometheus" / "rules"
+    return generate_rules(overrides, workdir / "generated")
 
 
 def _prometheus_config(

@@ -97,6 +97,16 @@ class Run:
     after_recovery: dict[int, list[Page]] = field(default_factory=dict)
 
 
+def run_fixture() -> Any:
+    """A module's ``run`` fixture: one fresh ``Run`` its tests share, in order."""
+
+    @pytest.fixture(scope="module", name="run")
+    def run() -> Run:
+        return Run()
+
+    return run
+
+
 def expected(channels: tuple[str, ...]) -> dict[str, int]:
     """One page on each of ``channels``, none elsewhere."""
     return {c: int(c in channels) for c in CHANNELS}

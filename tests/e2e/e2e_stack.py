@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -603,6 +603,32 @@ def start_stack(
         logs = stack.logs()
         stop_stack(stack)
         pytest.fail(f"the stack did not start: {exc}\n{logs}", pytrace=False)
+    return stack
+
+
+def stack_fixture(*, peers: int, variant: str) -> Any:
+    """A module's ``stack`` fixture: the whole stack with ``peers`` Alertmanagers and receivers.
+
+    ``variant`` names the module's working folder and receiver database, so two modules never
+    share either.
+    """
+
+    @pytest.fixture(scope="module", name="stack")
+    def stack(
+        postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[E2EStack]:
+        running = start_stack(
+            postgres,
+            tmp_path_factory.mktemp(f"e2e-{variant}"),
+            peers=peers,
+            receiver_db=f"e2e_receiver_{variant}",
+            variant=variant,
+        )
+        try:
+            yield running
+        finally:
+            stop_stack(running)
+
     return stack
 
 

@@ -5,8 +5,6 @@ receivers share one store and run their outbox workers on it. Every level still 
 once per channel.
 """
 
-from collections.abc import Iterator
-
 import pytest
 from e2e_levels import (
     Run,
@@ -18,36 +16,16 @@ from e2e_levels import (
     assert_resolved_pages,
     fire,
     recover,
+    run_fixture,
 )
-from e2e_stack import E2EStack, http, start_stack, stop_stack, wait_for
-
-from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from e2e_stack import E2EStack, http, stack_fixture, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def stack(
-    postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EStack]:
-    """The whole stack with two clustered Alertmanagers and two receivers."""
-    running = start_stack(
-        postgres,
-        tmp_path_factory.mktemp("e2e-cluster"),
-        peers=2,
-        receiver_db="e2e_receiver_cluster",
-        variant="cluster",
-    )
-    try:
-        yield running
-    finally:
-        stop_stack(running)
-
-
-@pytest.fixture(scope="module")
-def run() -> Run:
-    """Results shared by the tests of this module, in order."""
-    return Run()
+# Two clustered Alertmanagers and two receivers; `run` carries results from test to test.
+stack = stack_fixture(peers=2, variant="cluster")
+run = run_fixture()
 
 
 def _peers(url: str) -> int:

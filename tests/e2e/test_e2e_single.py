@@ -5,8 +5,6 @@ Alertmanager (the repo's routes and inhibitions with shortened timers), the rece
 fake Slack and Twilio and a real SMTP server. The tests run in order on one stack.
 """
 
-from collections.abc import Iterator
-
 import pytest
 from e2e_levels import (
     Run,
@@ -19,37 +17,17 @@ from e2e_levels import (
     empty_panels,
     fire,
     recover,
+    run_fixture,
     staggered_recovery,
 )
-from e2e_stack import E2EStack, start_stack, stop_stack
-
-from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from e2e_stack import E2EStack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def stack(
-    postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[E2EStack]:
-    """The whole stack with one Alertmanager and one receiver."""
-    running = start_stack(
-        postgres,
-        tmp_path_factory.mktemp("e2e-single"),
-        peers=1,
-        receiver_db="e2e_receiver_single",
-        variant="single",
-    )
-    try:
-        yield running
-    finally:
-        stop_stack(running)
-
-
-@pytest.fixture(scope="module")
-def run() -> Run:
-    """Results shared by the tests of this module, in order."""
-    return Run()
+# One Alertmanager and one receiver; `run` carries results from test to test.
+stack = stack_fixture(peers=1, variant="single")
+run = run_fixture()
 
 
 def test_level2_slow_api_pages_slack_and_email_but_no_sms_or_phone(

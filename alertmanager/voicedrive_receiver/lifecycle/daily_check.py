@@ -8,7 +8,7 @@ no I/O: the receiver gathers the inputs (schedule, store, Prometheus) and render
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 import jinja2
@@ -159,6 +159,18 @@ def _minutes(value: timedelta, lang: Lang) -> str:
     return f"{minutes} min" if lang == "en" else f"{minutes}分"
 
 
+def _shift_end(end: datetime, today: date, lang: Lang) -> str:
+    """The end of a shift shown today: ``24:00`` at the coming midnight, as schedule check does."""
+    tomorrow = today + timedelta(days=1)
+    if end.date() == today:
+        return f"{end:%H:%M}"
+    if end.date() == tomorrow and end.time() == time(0):
+        return "24:00"
+    if end.date() == tomorrow:
+        return f"{end:%H:%M} (+1d)" if lang == "en" else f"翌{end:%H:%M}"
+    return f"{end:%m-%d %H:%M}"
+
+
 def _duty(inputs: DailyCheckInputs, today: date, lang: Lang) -> CheckItem:
     en = lang == "en"
     schedule = inputs.schedule
@@ -174,7 +186,7 @@ def _duty(inputs: DailyCheckInputs, today: date, lang: Lang) -> CheckItem:
     for active in roster:
         start = to_tokyo(active.interval.start)
         end = to_tokyo(active.interval.end)
-        end_text = f"{end:%H:%M}" if end.date() == today else f"{end:%m-%d %H:%M}"
+        end_text = _shift_end(end, today, lang)
         start_text = f"{start:%H:%M}" if start.date() == today else f"{start:%m-%d %H:%M}"
         who = ", ".join(active.shift.contacts)
         lines.append(f"{start_text}-{end_text} {active.shift.name} ({active.shift.team}: {who})")

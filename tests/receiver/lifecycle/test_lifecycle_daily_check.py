@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from voicedrive_common.confload import load_yaml
+from voicedrive_common.confload import load_yaml, parse_yaml
 from voicedrive_receiver.lifecycle.daily_check import (
     ChannelStatus,
     DailyCheckInputs,
@@ -233,3 +233,27 @@ def test_backup_age_of_an_empty_answer_is_unknown() -> None:
 def test_malformed_prometheus_answer_says_what_is_wrong(body: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         backup_age_from_query(body)
+
+
+def _single_shift_schedule(start: str, end: str) -> DailyCheckInputs:
+    text = (
+        "fallback: {name: hotline, contacts: [hotline]}\n"
+        "span: {start: '2025-09-01', end: '2025-09-08'}\n"
+        "shifts:\n"
+        "  - {name: 当番, dates: {from: '2025-09-01', to: '2025-09-07'}, team: voicedrive,\n"
+        f"     start: '{start}', end: '{end}', contacts: [a]}}\n"
+    )
+    return replace(healthy(), schedule=parse_schedule(parse_yaml(text)))
+
+
+def test_all_day_shift_ends_at_24_00() -> None:
+    _, details = item(_single_shift_schedule("00:00", "24:00"), "duty")
+    assert details[0] == "00:00-24:00 当番 (voicedrive: a)"
+
+
+def test_shift_crossing_midnight_ends_the_next_day() -> None:
+    inputs = _single_shift_schedule("18:00", "09:00")
+    _, ja = item(inputs, "duty")
+    _, en = item(inputs, "duty", "en")
+    assert "18:00-翌09:00 当番 (voicedrive: a)" in ja
+    assert "18:00-09:00 (+1d) 当番 (voicedrive: a)" in en

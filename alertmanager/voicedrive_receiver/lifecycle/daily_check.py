@@ -21,7 +21,14 @@ from voicedrive_receiver.lifecycle.schedule import (
     day_interval,
     format_gap_lines,
 )
-from voicedrive_receiver.lifecycle.tokyo import LANGS, Lang, format_time, to_tokyo, weekday_name
+from voicedrive_receiver.lifecycle.tokyo import (
+    LANGS,
+    Lang,
+    format_span,
+    format_time,
+    to_tokyo,
+    weekday_name,
+)
 
 ItemKey = Literal["duty", "monitoring", "channels", "backup", "review"]
 
@@ -150,13 +157,8 @@ def _item(key: ItemKey, lang: Lang, ok: bool, details: list[str], **data: Any) -
 
 
 def _ago(now: datetime, then: datetime, lang: Lang) -> str:
-    minutes = math.floor((now - then).total_seconds() / 60)
-    return f"{minutes} min ago" if lang == "en" else f"{minutes}分前"
-
-
-def _minutes(value: timedelta, lang: Lang) -> str:
-    minutes = math.floor(value.total_seconds() / 60)
-    return f"{minutes} min" if lang == "en" else f"{minutes}分"
+    span = format_span(now - then, lang)
+    return f"{span} ago" if lang == "en" else f"{span}前"
 
 
 def _shift_end(end: datetime, today: date, lang: Lang) -> str:
@@ -209,7 +211,7 @@ def _duty(inputs: DailyCheckInputs, today: date, lang: Lang) -> CheckItem:
 def _monitoring(inputs: DailyCheckInputs, lang: Lang) -> CheckItem:
     en = lang == "en"
     seen = inputs.watchdog_last_seen
-    limit = _minutes(inputs.watchdog_max_age, lang)
+    limit = format_span(inputs.watchdog_max_age, lang)
     if seen is None:
         text = "No Watchdog heartbeat received." if en else "Watchdog の受信記録がありません。"
         return _item("monitoring", lang, False, [text], last_seen=None)

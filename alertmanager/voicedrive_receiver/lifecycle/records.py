@@ -31,7 +31,7 @@ from voicedrive_receiver.lifecycle.escalation import (
     evaluate_sla,
     level_names,
 )
-from voicedrive_receiver.lifecycle.tokyo import LANGS, Lang, format_time
+from voicedrive_receiver.lifecycle.tokyo import LANGS, Lang, format_span, format_time
 
 log = logging.getLogger(__name__)
 
@@ -233,16 +233,6 @@ _STATE_NAMES: dict[Lang, dict[State, str]] = {
 }
 
 
-def _format_span(value: timedelta | None, lang: Lang) -> str:
-    """Minutes and seconds (``34分10秒``): exact, unlike the rounded duration."""
-    if value is None:
-        return ""
-    minutes, seconds = divmod(int(value.total_seconds()), 60)
-    if lang == "en":
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    return f"{minutes}分{seconds}秒" if seconds else f"{minutes}分"
-
-
 def _verdict(verdict: str, lang: Lang) -> str:
     words = {
         "ja": {"met": "達成", "breached": "超過", "pending": "未確定"},
@@ -306,11 +296,11 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
         s = record.sla
         sla = {
             # The SLA clock starts at the receipt, not at the alert's own start.
-            "first_response_target": _format_span(
+            "first_response_target": format_span(
                 s.first_response_due - (record.received_at or record.occurred_at), lang
             ),
             "first_response": _verdict(s.first_response, lang),
-            "time_to_acknowledge": _format_span(s.time_to_acknowledge, lang),
+            "time_to_acknowledge": format_span(s.time_to_acknowledge, lang),
             "response_due": format_time(s.response_due, lang),
             "response": _verdict(s.response, lang),
         }

@@ -22,7 +22,7 @@ from voicedrive_receiver.lifecycle.hold import release_digests
 from voicedrive_receiver.lifecycle.metrics import LifecycleMetrics
 from voicedrive_receiver.lifecycle.persistence import Applied, LifecycleStore, StoredIncident
 from voicedrive_receiver.lifecycle.settings import LifecycleConfig
-from voicedrive_receiver.lifecycle.tokyo import format_time
+from voicedrive_receiver.lifecycle.tokyo import format_span, format_time
 from voicedrive_receiver.models import Alert
 from voicedrive_receiver.planning import Render, rendered_to_json
 from voicedrive_receiver.rendering import build_context
@@ -44,16 +44,16 @@ _ESCALATED = {
     "en": "[ESCALATED Level {from_level} -> {to_level}] {summary}",
 }
 _ESCALATED_WHY = {
-    "ja": "{minutes}分以内に確認されなかったため Level {to_level} に引き上げました。",
-    "en": "Not acknowledged within {minutes} min: raised to Level {to_level}.",
+    "ja": "{wait}以内に確認されなかったため Level {to_level} に引き上げました。",
+    "en": "Not acknowledged within {wait}: raised to Level {to_level}.",
 }
 _REPAGED = {
     "ja": "【再呼び出し 第{round}回 Level 4】{summary}",
     "en": "[RE-PAGE #{round} Level 4] {summary}",
 }
 _DEADMAN = {
-    "ja": "監視パイプライン停止の疑い: Watchdog が {minutes}分間届いていません（最終受信 {last}）",
-    "en": "Monitoring pipeline may be down: no Watchdog for {minutes} min (last seen {last})",
+    "ja": "監視パイプライン停止の疑い: Watchdog が {wait}間届いていません（最終受信 {last}）",
+    "en": "Monitoring pipeline may be down: no Watchdog for {wait} (last seen {last})",
 }
 
 
@@ -220,11 +220,11 @@ class LifecycleScheduler:
             context["description"] = f"{full} {context.get('description', '')}".strip()
         if isinstance(action, Escalate):
             after = self.settings.escalation.level(action.from_level).escalate_after
-            minutes = int(after.total_seconds() // 60) if after else 0
+            wait = format_span(after or 0.0, lang)
             context["summary"] = _ESCALATED[lang].format(
                 from_level=action.from_level, to_level=action.to_level, summary=summary
             )
-            why = _ESCALATED_WHY[lang].format(minutes=minutes, to_level=action.to_level)
+            why = _ESCALATED_WHY[lang].format(wait=wait, to_level=action.to_level)
             context["description"] = f"{why} {context.get('description', '')}".strip()
             return _Message(tuple(sorted(routes)), context, "escalation")
         assert isinstance(action, Repage)
@@ -272,7 +272,7 @@ class LifecycleScheduler:
         if not await self.store.claim_once(key, now=now):
             return False
         lang = self.config.language
-        text = _DEADMAN[lang].format(minutes=int(age // 60), last=format_time(last, lang))
+        text = _DEADMAN[lang].format(wait=format_span(age, lang), last=format_time(last, lang))
         context = build_context(
             status="firing",
             level=3,

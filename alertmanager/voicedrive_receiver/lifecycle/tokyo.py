@@ -1,6 +1,6 @@
 """Asia/Tokyo time helpers shared by the lifecycle modules (all schedule maths happens here)."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -33,3 +33,21 @@ def format_time(when: datetime | None, lang: Lang = "ja", *, empty: str = "") ->
         return empty
     local = to_tokyo(when)
     return f"{local:%Y-%m-%d %H:%M:%S} ({weekday_name(local.date(), lang)}) JST"
+
+
+def format_span(value: timedelta | float | None, lang: Lang = "ja", *, empty: str = "") -> str:
+    """A wait or span as people read it: ``45秒``, ``1分30秒``, ``30分`` (``45 s``, ``1 min 30 s``).
+
+    Whole seconds, rounded down; under a minute it is seconds, never ``0分``.
+    """
+    if value is None:
+        return empty
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    minutes, seconds = divmod(max(int(total), 0), 60)
+    if lang == "en":
+        if not minutes:
+            return f"{seconds} s"
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    if not minutes:
+        return f"{seconds}秒"
+    return f"{minutes}分{seconds}秒" if seconds else f"{minutes}分"

@@ -2,12 +2,13 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rx_helpers
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from rx_helpers import (
@@ -25,6 +26,7 @@ from voicedrive_common.clock import FakeClock
 from voicedrive_common.confload import parse_yaml
 from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver.channels.base import RenderedMessage
 from voicedrive_receiver.config import ReceiverConfig, parse_config
 from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
 from voicedrive_receiver.lifecycle.persistence import load_incident
@@ -589,3 +591,29 @@ async def test_a_scheduler_read_rebuilds_the_same_lifecycle_without_the_delivery
     assert lean.lifecycle.repages == 1
     assert {e["kind"] for e in lean.events} == {"repaged"}
     assert "delivered" in {e["kind"] for e in full.events}
+
+
+async def test_escalation_message_states_a_wait_under_a_minute_in_seconds(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    descriptions: list[str] = []
+    plain = rx_helpers.plain_render
+
+    def recording_render(
+        kind: str, status: str, language: str, context: Mapping[str, Any]
+    ) -> RenderedMessage:
+        descriptions.append(str(context.get("description", "")))
+        return plain(kind, status, language, context)
+
+    monkeypatch.setattr(rx_helpers, "plain_render", recording_render)
+    extra = LIFECYCLE_CONFIG.replace(
+        "  escalation:\n", "  escalation:\n    levels: {2: {escalate_after: 45s}}\n"
+    )
+    config = make_config(tmp_path, extra=extra)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(config, store, clock) as h:
+        await open_level2(h)
+        h.clock.advance(45)
+        await life(h).scheduler.run_once()
+        await h.drain()
+    assert any(d.startswith("45秒以内に確認されなかったため Level 3") for d in descriptions)

@@ -95,6 +95,9 @@ class IncidentRecord:
     fields: Mapping[str, str] = field(default_factory=dict)
     sla: SlaResult | None = None
     received_at: datetime | None = None
+    # The configured timers (incidents.reopen_within, the first-response target) the texts name.
+    monitoring: timedelta = timedelta(minutes=30)
+    first_response_target: timedelta = timedelta(minutes=15)
 
     @property
     def duration(self) -> timedelta | None:
@@ -153,9 +156,9 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "acknowledged": "{actor} が確認（対応開始）",
         "escalated": "Level {from_level} → Level {to_level} にエスカレーション",
         "repaged": "Level {to_level} 再呼び出し（{target}）",
-        "resolved": "解決（30分間の監視開始）",
+        "resolved": "解決（{watch}間の監視開始）",
         "reopened": "監視中に再発: 再オープン",
-        "closed": "30分間の監視終了・再発なし: クローズ",
+        "closed": "{watch}間の監視終了・再発なし: クローズ",
         "sla_breach": "SLA超過: {breach}",
         "note": "メモ: {note}",
     },
@@ -169,16 +172,19 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "acknowledged": "Acknowledged by {actor} (response started)",
         "escalated": "Escalated Level {from_level} → Level {to_level}",
         "repaged": "Level {to_level} re-paged ({target})",
-        "resolved": "Resolved (30-minute watch started)",
+        "resolved": "Resolved (watch of {watch} started)",
         "reopened": "Fired again during the watch: reopened",
-        "closed": "30-minute watch over without recurrence: closed",
+        "closed": "Watch of {watch} over without recurrence: closed",
         "sla_breach": "SLA breached: {breach}",
         "note": "Note: {note}",
     },
 }
 _BREACH_NAMES: dict[Lang, dict[str, str]] = {
-    "ja": {"first_response": "初動15分以内", "response": "対応期限"},
-    "en": {"first_response": "first response", "response": "response deadline"},
+    "ja": {"first_response": "初動{first_response}以内", "response": "対応期限"},
+    "en": {
+        "first_response": "first response within {first_response}",
+        "response": "response deadline",
+    },
 }
 # Events whose wording already names the actor.
 _NAMES_ACTOR = frozenset({"acknowledged"})
@@ -197,8 +203,17 @@ def describe_change(change: LevelChange, lang: Lang = "ja") -> str:
     return f"{when} Level {change.from_level} → Level {change.to_level}（{reason}）"
 
 
-def describe_event(event: TimelineEvent, lang: Lang = "ja") -> str:
-    """One line of the steps taken, without the time."""
+def describe_event(
+    event: TimelineEvent,
+    lang: Lang = "ja",
+    *,
+    watch: timedelta = timedelta(minutes=30),
+    first_response: timedelta = timedelta(minutes=15),
+) -> str:
+    """One line of the steps taken, without the time; ``watch`` and ``first_response`` as set."""
+    breach = _BREACH_NAMES[lang].get(event.note, event.note)
+    if event.kind == "sla_breach":
+        breach = breach.format(first_response=format_span(first_response, lang))
     target = event.channel + (f" → {event.recipient}" if event.recipient else "")
     pattern = _EVENT_TEXT[lang].get(event.kind, "{kind}: {note}")
     text = pattern.format(
@@ -208,7 +223,8 @@ def describe_event(event: TimelineEvent, lang: Lang = "ja") -> str:
         to_level=event.to_level,
         note=event.note,
         kind=event.kind,
-        breach=_BREACH_NAMES[lang].get(event.note, event.note),
+        breach=breach,
+        watch=format_span(watch, lang),
     )
     if event.actor and event.kind not in _NAMES_ACTOR:
         text += f" [{event.actor}]"
@@ -291,6 +307,7 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
     def text(name: str) -> str:
         return _md_text(record.fields.get(name), empty)
 
+    timers = {"watch": record.monitoring, "first_response": record.first_response_target}
     sla: dict[str, str] | None = None
     if record.sla is not None:
         s = record.sla
@@ -323,13 +340,15 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
         "response_started_at": format_time(record.response_started_at, lang, empty=empty),
         "responder": record.responder or empty,
         "steps": [
-            f"{format_time(e.at, lang)} {_md_text(describe_event(e, lang), empty, 4)}"
+            f"{format_time(e.at, lang)} {_md_text(describe_event(e, lang, **timers), empty, 4)}"
             for e in sorted(record.timeline, key=lambda e: e.at)
         ],
         "resolved_at": format_time(record.resolved_at, lang, empty=empty),
         "duration_minutes": record.duration_minutes,
         "empty": empty,
         "sla": sla,
+        "watch": format_span(record.monitoring, lang),
+        "first_response_target": format_span(record.first_response_target, lang),
     }
 
 
@@ -368,4 +387,6 @@ def build_record(
         timeline=timeline,
         fields=dict(fields or {}),
         sla=evaluate_sla(lifecycle, policy, now),
+        monitoring=policy.monitoring,
+        first_response_target=policy.first_response,
     )

@@ -1,6 +1,7 @@
 """The P9 record: a full incident rendered to Markdown matches the golden files."""
 
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -165,3 +166,40 @@ def test_record_update_with_a_bad_field_names_it(body: object, field: str) -> No
     with pytest.raises(RecordFieldError) as caught:
         validate_fields(body)
     assert caught.value.field == field
+
+
+def configured_timers_record() -> IncidentRecord:
+    policy = replace(POLICY, first_response=timedelta(minutes=5), monitoring=timedelta(seconds=45))
+    lc = resolve(acknowledge(open_incident(T0, 2), at(6), "山田"), at(20))
+    timeline = (
+        TimelineEvent(at(5), "sla_breach", note="first_response"),
+        TimelineEvent(at(20), "resolved"),
+        TimelineEvent(at(20, 45), "closed"),
+    )
+    return build_record(
+        incident_id="inc-2",
+        summary="x",
+        system="voicedrive",
+        component="api",
+        lifecycle=lc,
+        policy=policy,
+        now=at(21),
+        timeline=timeline,
+    )
+
+
+def test_record_names_the_configured_watch_and_first_response_target() -> None:
+    text = render_record(configured_timers_record())
+    assert "SLA超過: 初動5分以内" in text
+    assert "解決（45秒間の監視開始）" in text
+    assert "45秒間の監視終了・再発なし: クローズ" in text
+    assert "初動（5分以内）" in text
+    assert "15分" not in text
+    assert "30分" not in text
+
+
+def test_english_record_names_the_configured_watch_and_first_response_target() -> None:
+    text = render_record(configured_timers_record(), lang="en")
+    assert "SLA breached: first response within 5 min" in text
+    assert "Resolved (watch of 45 s started)" in text
+    assert "Watch of 45 s over without recurrence: closed" in text

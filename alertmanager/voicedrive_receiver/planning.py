@@ -141,6 +141,7 @@ class OutboxPlanner:
             external_url=notification.external_url,
             group_key=notification.group_key,
             receiver=notification.receiver,
+            watch_seconds=config.incidents.reopen_within,
         )
         if batch.status == "firing":
             # Nobody on duty: the fallback was paged, and the message says so (issue 5).

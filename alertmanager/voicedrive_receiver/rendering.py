@@ -9,7 +9,7 @@ built in Python. Each failure is logged and counted in
 ``voicedrive_receiver_template_errors_total{channel}``.
 
 The context is a plain dict (see ``build_context``); ``render`` adds the language-dependent
-keys (``level_name``, ``status_text``, ``respond_within``) and the per-channel cut
+keys (``level_name``, ``status_text``, ``respond_within``, ``watch``) and the per-channel cut
 (``shown_alerts``, ``more_count``).
 """
 
@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from voicedrive_common.confload import Node
 from voicedrive_receiver.channels.base import RenderedMessage
+from voicedrive_receiver.lifecycle.tokyo import format_span
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def build_context(
     external_url: str = "",
     group_key: str = "",
     receiver: str = "",
+    watch_seconds: float = 1800.0,
 ) -> dict[str, Any]:
     """The template context from a (stored) Alertmanager group; plain dicts and strings only."""
     plain_alerts = [_plain_alert(a) for a in alerts]
@@ -202,6 +204,8 @@ def build_context(
         "external_url": external_url,
         "group_key": group_key,
         "receiver": receiver,
+        # The recovery watch (incidents.reopen_within) that resolved messages announce.
+        "watch_seconds": float(watch_seconds),
     }
 
 
@@ -390,6 +394,9 @@ def _full_context(
     ctx["level_name_en"] = LEVEL_NAMES["en"].get(level, str(level))
     ctx["respond_within"] = RESPOND_WITHIN[language].get(level, "")
     ctx["status_text"] = STATUS_TEXT[language].get(status, status)
+    ctx["watch"] = format_span(
+        float(ctx.get("watch_seconds") or 0), "en" if language == "en" else "ja"
+    )
     # A firing message lists what is firing; a resolved one lists the whole group.
     firing = list(ctx.get("firing_alerts") or [])
     alerts = firing if status == "firing" and firing else list(ctx.get("alerts") or [])

@@ -116,6 +116,14 @@ def test_japanese_is_the_default_language(renderer: Renderer) -> None:
     assert message.text.startswith("【VoiceDrive L3 重大】")
 
 
+def test_resolved_email_announces_the_configured_watch(renderer: Renderer) -> None:
+    ctx = {**sample_context("resolved"), "watch_seconds": 45.0}
+    ja = renderer.render("email", "resolved", "ja", ctx)
+    en = renderer.render("email", "resolved", "en", ctx)
+    assert "解決後 45秒間は監視を続けます。" in ja.text
+    assert "under watch for 45 s" in en.html
+
+
 def test_level_names_in_japanese(renderer: Renderer) -> None:
     names = []
     for level in (1, 2, 3, 4):

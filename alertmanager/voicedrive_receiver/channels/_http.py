@@ -16,6 +16,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from voicedrive_common.errors import ConfigError
+from voicedrive_common.jsonbody import JsonBodyError, parse_json_text
 from voicedrive_common.secrets import Secret
 from voicedrive_receiver.channels.base import DeliveryResult, Recipient
 
@@ -118,3 +119,12 @@ def check_http_url(url: str, path: str) -> URL:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(path, "must be an absolute http:// or https:// URL")
     return parsed
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """An upstream reply's JSON object, or None when it is not one (never raises)."""
+    try:
+        value = parse_json_text(text)
+    except JsonBodyError:
+        return None
+    return value if isinstance(value, dict) else None

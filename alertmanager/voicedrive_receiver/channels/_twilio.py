@@ -7,9 +7,8 @@ number, so only the numeric ``code`` goes into a result.
 """
 
 import base64
-import json
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from voicedrive_common.confload import Node
 from voicedrive_common.secrets import SecretRef
@@ -88,7 +87,7 @@ class TwilioClient:
         )
         if isinstance(reply, DeliveryResult):
             return reply
-        body = _json_object(reply.text)
+        body = _http.json_object(reply.text)
         if reply.status in (200, 201) and body is not None and body.get("sid"):
             state = _http.safe_code(body.get("status", "")) or "accepted"
             return DeliveryResult(ok=True, detail=f"{what}: {state}", upstream_id=str(body["sid"]))
@@ -128,11 +127,3 @@ def recipient_number(message: OutboundMessage, *, kind: str) -> str | DeliveryRe
     if not to:
         return DeliveryResult(ok=False, detail=f"{kind}: recipient has no number", permanent=True)
     return to
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

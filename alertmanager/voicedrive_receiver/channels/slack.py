@@ -162,7 +162,7 @@ class SlackChannel:
         )
         if isinstance(reply, DeliveryResult):
             return reply
-        parsed = _json_object(reply.text)
+        parsed = _http.json_object(reply.text)
         error = _http.safe_code(parsed.get("error", "")) if parsed else ""
         if reply.status != 200:
             return _http.failure(
@@ -225,11 +225,3 @@ def enforce_block_limits(blocks: list[Any]) -> list[dict[str, Any]]:
             {"type": "section", "text": {"type": "mrkdwn", "text": f"… (+{dropped} blocks)"}}
         )
     return out
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

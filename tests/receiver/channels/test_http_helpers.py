@@ -1,9 +1,11 @@
-"""Retry-After parsing shared by the HTTP channels."""
+"""Retry-After and reply parsing shared by the HTTP channels."""
 
 from datetime import UTC, datetime
 
+import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from voicedrive_receiver.channels import _http
 from voicedrive_receiver.channels._http import failure, retry_after
 
 
@@ -30,3 +32,12 @@ def test_error_code_that_is_not_an_identifier_stays_out_of_detail() -> None:
     result = failure(400, headers(), what="x", code="<html>oops https://secret/path</html>")
     assert result.detail == "x: HTTP 400"
     assert result.permanent
+
+
+def test_json_object_of_an_upstream_reply() -> None:
+    assert _http.json_object('{"ok": true}') == {"ok": True}
+
+
+@pytest.mark.parametrize("text", ["ok", "[1, 2]", "", "[" * 100_000 + "]" * 100_000])
+def test_json_object_is_none_for_anything_but_a_json_object(text: str) -> None:
+    assert _http.json_object(text) is None

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,9 +34,9 @@ class Services:
     render: Render
     clock: Clock
     worker: OutboxWorker
-    # group key -> (incident id, level) seen at its last ingest: only a guess that lets the
-    # webhook render before the transaction (the transaction checks it, see OutboxPlanner).
-    incident_hints: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Owner of the journal rows this process accepts: stable across restarts of the same
+    # instance (host and port), so a restarted receiver resumes its rows at once.
+    instance: str = "local"
 
 
 SERVICES = web.AppKey("services", Services)
@@ -100,9 +100,11 @@ async def metrics(request: web.Request) -> web.Response:
 def create_app(svc: Services, *, run_worker: bool = True) -> web.Application:
     """The receiver app; with ``run_worker`` the outbox worker runs beside it."""
     from voicedrive_receiver import incidents, webhook
+    from voicedrive_receiver.processing import PROCESSOR, Processor
 
     app = web.Application(client_max_size=svc.config.server.max_body_bytes + 1)
     app[SERVICES] = svc
+    processor = app[PROCESSOR] = Processor(svc)
     app.router.add_post("/webhook", webhook.handle)
     app.router.add_post("/api/v1/webhook", webhook.handle)
     incidents.add_routes(app)
@@ -115,10 +117,17 @@ def create_app(svc: Services, *, run_worker: bool = True) -> web.Application:
 
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(svc.worker.run(stop), name="outbox") if run_worker else None
+        tasks = (
+            [
+                asyncio.create_task(processor.run(stop), name="journal"),
+                asyncio.create_task(svc.worker.run(stop), name="outbox"),
+            ]
+            if run_worker
+            else []
+        )
         yield
         stop.set()
-        if task is not None:
+        for task in tasks:
             try:
                 await asyncio.wait_for(task, timeout=10)
             except TimeoutError:

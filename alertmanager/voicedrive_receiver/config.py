@@ -53,6 +53,8 @@ class ServerConfig:
     # "open": anyone on the network; "same": the webhook's credentials; else its own auth.
     metrics_auth: Literal["open", "same"] | Auth = "open"
     max_body_bytes: int = 1 << 20
+    # Acknowledged notifications waiting to be processed before the webhook answers 503.
+    max_backlog: int = 50_000
     # Where people reach this receiver; incident links in messages start with it.
     external_url: str = ""
 
@@ -343,6 +345,7 @@ def _server(node: Node) -> ServerConfig:
         auth=auth,
         metrics_auth=metrics_auth,
         max_body_bytes=node.integer("max_body_bytes", 1 << 20, lo=1024, hi=64 << 20),
+        max_backlog=node.integer("max_backlog", 50_000, lo=1, hi=10_000_000),
         external_url=node.text("external_url", "").rstrip("/"),
     )
     node.done()

@@ -182,6 +182,7 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
             render=renderer.render,
             clock=clock,
             worker=worker,
+            instance=f"{socket.gethostname()}:{listen[1]}",
         )
         await worker.refresh_snapshot()
         runner = web.AppRunner(create_app(svc), access_log=None, handle_signals=False)

@@ -14,7 +14,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 PREFIX = "voicedrive_receiver_"
-WEBHOOK_OUTCOMES = ("accepted", "duplicate", "invalid", "too_large", "unauthorized", "unavailable")
+WEBHOOK_OUTCOMES = ("accepted", "invalid", "too_large", "unauthorized", "unavailable", "backlogged")
+PROCESSING_OUTCOMES = ("stored", "duplicate", "elsewhere", "failed")
+PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DELIVERY_OUTCOMES = ("success", "retry", "dead_letter")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -26,6 +28,15 @@ class StoreSnapshot:
     # channel -> (depth, oldest pending age in seconds)
     outbox: Mapping[str, tuple[int, float]] = field(default_factory=dict)
     incidents_open: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JournalSnapshot:
+    """Webhook journal gauges at one moment (refreshed by the processor)."""
+
+    pending: int = 0
+    oldest_age: float = 0.0
+    failed: int = 0
 
 
 class _SnapshotCollector(Collector):
@@ -51,6 +62,22 @@ class _SnapshotCollector(Collector):
         )
         for level in (1, 2, 3, 4):
             incidents.add_metric([str(level)], snap.incidents_open.get(level, 0))
+        journal = self._metrics.journal
+        yield GaugeMetricFamily(
+            PREFIX + "ingest_backlog",
+            "Acknowledged notifications not yet processed into incidents and the outbox.",
+            value=journal.pending,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "ingest_backlog_oldest_age_seconds",
+            "Age of the oldest acknowledged notification not yet processed.",
+            value=journal.oldest_age,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "ingest_failed",
+            "Acknowledged notifications that could not be processed (kept in the journal).",
+            value=journal.failed,
+        )
         yield depth
         yield age
         yield incidents
@@ -63,6 +90,7 @@ class ReceiverMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.channels = tuple(channels)
         self.snapshot = StoreSnapshot()
+        self.journal = JournalSnapshot()
         r = self.registry
         self.webhooks = Counter(
             PREFIX + "webhooks_received",
@@ -105,8 +133,22 @@ class ReceiverMetrics:
             "Notifications already stored (Alertmanager retries, HA peers, repeats).",
             registry=r,
         )
+        self.processed = Counter(
+            PREFIX + "notifications_processed",
+            "Journaled notifications processed, by outcome (elsewhere: another replica did).",
+            ["outcome"],
+            registry=r,
+        )
+        self.processing_delay = Histogram(
+            PREFIX + "processing_delay_seconds",
+            "Time from a notification being acknowledged to it being processed.",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhooks.labels(outcome=outcome)
+        for outcome in PROCESSING_OUTCOMES:
+            self.processed.labels(outcome=outcome)
         for channel in self.channels:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(channel=channel, outcome=outcome)

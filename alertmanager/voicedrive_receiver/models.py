@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
+from voicedrive_common.jsonbody import JsonBodyError, parse_json_bytes
 from voicedrive_receiver.errors import PayloadError
 
 Status = Literal["firing", "resolved"]
@@ -202,3 +203,12 @@ def _str_map(
         if not isinstance(item, str):
             raise PayloadError(f"{_sub(path, key)}.{name}", "expected a string")
     return dict(value)
+
+
+def parse_body(body: bytes, *, now: datetime | None = None) -> Notification:
+    """Decode and validate a webhook body; PayloadError says what is wrong and where."""
+    try:
+        data = parse_json_bytes(body)
+    except JsonBodyError as exc:
+        raise PayloadError("", exc.reason) from None
+    return parse_notification(data, now=now)

@@ -10,9 +10,8 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from typing import Any
 
-from voicedrive_common.clock import Clock, sleep_until_stopped
+from voicedrive_common.clock import Clock, sleep_until_stopped, sleep_until_woken
 from voicedrive_common.secrets import Secret
 from voicedrive_receiver.channels.base import (
     Channel,
@@ -294,7 +293,7 @@ class OutboxWorker:
             delay = max(delay, self.paused_until(channel) - now)
             if delay <= 0:
                 continue
-            await _wait_any(wake, stop, delay)
+            await sleep_until_woken(wake, stop, delay)
 
     async def _snapshot_loop(self, stop: asyncio.Event) -> None:
         interval = max(1.0, self.config.outbox.poll_interval)
@@ -305,15 +304,3 @@ class OutboxWorker:
                 log.warning("cannot refresh outbox gauges", extra={"err": str(exc)})
             if await sleep_until_stopped(stop, interval):
                 return
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
-    waiters: list[asyncio.Task[Any]] = [
-        asyncio.create_task(wake.wait()),
-        asyncio.create_task(stop.wait()),
-    ]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

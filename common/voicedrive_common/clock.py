@@ -3,7 +3,7 @@
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -66,3 +66,16 @@ async def sleep_until_stopped(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def sleep_until_woken(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` or until ``wake`` or ``stop`` is set, whichever comes first."""
+    waiters: list[asyncio.Task[Any]] = [
+        asyncio.create_task(wake.wait()),
+        asyncio.create_task(stop.wait()),
+    ]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -25,6 +25,7 @@ from voicedrive_receiver.channels.base import (
 from voicedrive_receiver.config import ReceiverConfig, parse_config, resolve_secrets
 from voicedrive_receiver.metrics import ReceiverMetrics
 from voicedrive_receiver.outbox import OutboxWorker
+from voicedrive_receiver.processing import PROCESSOR, Processed, Processor
 from voicedrive_receiver.store.base import SqlStore
 
 TOKEN = "test-token-123"
@@ -215,6 +216,8 @@ class Harness:
     services: Services
     clock: FakeClock
     channels: dict[str, RecordingChannel] = field(default_factory=dict)
+    # What the last post() processed.
+    processed: list[Processed] = field(default_factory=list)
 
     @property
     def worker(self) -> OutboxWorker:
@@ -228,18 +231,36 @@ class Harness:
         assert isinstance(store, SqlStore)
         return store
 
-    async def post(self, body: Any, *, token: str = TOKEN, raw: bytes | None = None) -> Any:
-        """POST a payload; returns the response (body read)."""
+    @property
+    def processor(self) -> Processor:
+        """The journal processor (not running by itself)."""
+        return self.client.server.app[PROCESSOR]
+
+    async def post(
+        self, body: Any, *, token: str = TOKEN, raw: bytes | None = None, process: bool = True
+    ) -> Any:
+        """POST a payload and process what got journaled; returns the response (body read)."""
         data = raw if raw is not None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         resp = await self.client.post("/webhook", data=data, headers=headers)
         await resp.read()
+        accepted = resp.status == 200 and process
+        self.processed = await self.processor.process_pending() if accepted else []
         return resp
 
+    async def ingest(self, body: Any) -> Processed:
+        """POST a payload that must be accepted; what processing made of it."""
+        resp = await self.post(body)
+        assert resp.status == 200, await resp.text()
+        receipt = (await resp.json())["receipt"]
+        return next(p for p in self.processed if p.entry_id == receipt)
+
     async def drain(self, rounds: int = 10) -> int:
-        """Run every channel's due work until nothing is due (bounded)."""
+        """Process the journal, then run every channel's due work until nothing is due."""
+        while await self.processor.process_pending():
+            pass
         total = 0
         for _ in range(rounds):
             handled = 0

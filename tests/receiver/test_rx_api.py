@@ -43,8 +43,7 @@ async def test_incident_list_shows_the_opened_incident(rx: Harness) -> None:
 
 
 async def test_incident_detail_has_levels_timeline_and_deliveries(rx: Harness) -> None:
-    first = await rx.post(payload(alert(level="2")))
-    incident_id = json.loads(await first.text())["incident_id"]
+    incident_id = (await rx.ingest(payload(alert(level="2")))).incident_id
     rx.clock.advance(60)
     await rx.post(payload(alert(level="2"), alert(fingerprint="b", level="3")))
     await rx.drain()

@@ -162,8 +162,7 @@ async def test_a_delivery_on_postgres_is_recorded_once_with_its_timeline_event(
 ) -> None:
     config = make_config(tmp_path)
     async with harness(config, await open_postgres_store(new_db(postgres)), clock) as rx:
-        resp = await rx.post(payload(alert(level="1")))
-        incident_id = (await resp.json())["incident_id"]
+        incident_id = (await rx.ingest(payload(alert(level="1")))).incident_id
         now = clock.now().timestamp()
         (row,) = await rx.store.claim("slack", now=now, limit=5, lease=60, owner="a")
         assert not await rx.store.mark_delivered(row, owner="b", now=now, upstream_id=None)

@@ -13,12 +13,19 @@ from voicedrive_receiver.config import BasicAuth
 from voicedrive_receiver.store import open_sqlite_store
 
 
-async def test_accepted_payload_is_answered_200_with_its_incident(rx: Harness) -> None:
+async def test_accepted_payload_is_answered_200_with_its_journal_receipt(rx: Harness) -> None:
     resp = await rx.post(payload())
     body = json.loads(await resp.text())
     assert resp.status == 200
     assert body["status"] == "accepted"
-    assert body["incident_id"].startswith("INC-20250901-")
+    assert [p.entry_id for p in rx.processed] == [body["receipt"]]
+
+
+async def test_an_accepted_payload_opens_its_incident_once_processed(rx: Harness) -> None:
+    processed = await rx.ingest(payload())
+    assert processed.outcome == "stored"
+    assert processed.incident_id is not None
+    assert processed.incident_id.startswith("INC-20250901-")
 
 
 async def test_identical_payload_posted_twice_pages_once_per_channel(rx: Harness) -> None:
@@ -27,7 +34,7 @@ async def test_identical_payload_posted_twice_pages_once_per_channel(rx: Harness
     second = await rx.post(body)
     await rx.drain()
     assert (first.status, second.status) == (200, 200)
-    assert json.loads(await second.text())["status"] == "duplicate"
+    assert [p.outcome for p in rx.processed] == ["duplicate"]
     assert rx.channels["slack"].contacts() == [("emergency_channel", "firing")]
     assert rx.channels["email"].contacts() == [("tech_lead", "firing")]
 
@@ -100,14 +107,22 @@ async def test_lone_surrogate_escape_gets_400_not_500(rx: Harness) -> None:
     assert "surrogate" in json.loads(await resp.text())["error"]
 
 
-async def test_unexpected_error_while_preparing_pages_gets_400_not_500(rx: Harness) -> None:
+async def test_a_processing_bug_keeps_the_notification_in_the_journal_as_failed(
+    rx: Harness,
+) -> None:
     def broken_render(*args: object) -> None:
         raise TypeError("template blew up")
 
+    working = rx.services.render
     rx.services.render = broken_render
     resp = await rx.post(payload())
-    assert resp.status == 400
-    assert "TypeError" in json.loads(await resp.text())["error"]
+    assert resp.status == 200  # already durable: a 4xx or 5xx now would be a lie
+    assert [p.outcome for p in rx.processed] == ["failed"]
+    stats = await rx.store.journal.stats()
+    assert (stats.pending, stats.failed) == (0, 1)
+    rx.services.render = working
+    later = await rx.ingest(payload(group_key="{}:{other}"))
+    assert later.outcome == "stored"  # the failed row blocks nothing
 
 
 async def test_resolved_group_still_holding_a_firing_alert_pages_for_it(rx: Harness) -> None:
@@ -201,6 +216,6 @@ async def test_webhook_outcomes_are_counted(rx: Harness) -> None:
     await rx.post(payload())
     await rx.post({"version": "4"})
     webhooks = rx.services.metrics.webhooks
-    assert webhooks.labels(outcome="accepted")._value.get() == 1
-    assert webhooks.labels(outcome="duplicate")._value.get() == 1
+    assert webhooks.labels(outcome="accepted")._value.get() == 2
+    assert rx.services.metrics.processed.labels(outcome="duplicate")._value.get() == 1
     assert webhooks.labels(outcome="invalid")._value.get() == 1

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from voicedrive_receiver.routing import Route
+from voicedrive_receiver.store.journal import Journal
 from voicedrive_receiver.store.schema import MIGRATIONS, Dialect
 
 Row = Mapping[str, Any]
@@ -146,6 +147,8 @@ class IngestResult:
     channels: tuple[str, ...] = ()
     # The incident's level after this notification (None for duplicates).
     level: int | None = None
+    # The journal row was gone: another replica processed this notification first.
+    already_processed: bool = False
 
 
 Planner = Callable[[GroupState], Sequence[NewOutboxRow]]
@@ -240,8 +243,16 @@ def _iso_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 class Store(Protocol):
     """Durable state of the receiver; every method may raise StoreUnavailable."""
 
-    async def ingest(self, batch: IngestBatch, planner: Planner) -> IngestResult:
-        """Store a notification, open/update its incident and enqueue the planner's rows."""
+    journal: Journal
+
+    async def ingest(
+        self, batch: IngestBatch, planner: Planner, *, journal_id: int | None = None
+    ) -> IngestResult:
+        """Store a notification, open/update its incident and enqueue the planner's rows.
+
+        With ``journal_id`` the journal row is removed in the same transaction; when it is
+        already gone nothing is written and the result says ``already_processed``.
+        """
         ...
 
     async def enqueue(self, rows: Sequence[NewOutboxRow], *, now: float) -> int:
@@ -378,6 +389,7 @@ class SqlStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.journal = Journal(db)
 
     @property
     def dialect(self) -> Dialect:
@@ -414,10 +426,16 @@ class SqlStore:
             row = await conn.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
         return int(row["v"]) if row and row["v"] is not None else 0
 
-    async def ingest(self, batch: IngestBatch, planner: Planner) -> IngestResult:
+    async def ingest(
+        self, batch: IngestBatch, planner: Planner, *, journal_id: int | None = None
+    ) -> IngestResult:
         """See Store.ingest."""
 
         async def work(conn: Connection) -> IngestResult:
+            if journal_id is not None and not await self.journal.take(conn, journal_id):
+                return IngestResult(
+                    duplicate=False, incident_id=None, enqueued=0, already_processed=True
+                )
             return await self._ingest(conn, batch, planner)
 
         return await self.db.run(work, lock_key=batch.group_key)

@@ -175,4 +175,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                 WHERE purpose = 'held' AND state = 'pending'""",
         ),
     ),
+    Migration(
+        4,
+        "webhook journal: notifications acknowledged, not yet processed",
+        (
+            # The webhook's 2xx rests on this row alone; processing (incident, outbox) deletes
+            # it in its own transaction, so a notification is processed exactly once. Rows
+            # that failed processing stay, with the error, for an operator to look at.
+            """CREATE TABLE webhook_journal (
+                id {id},
+                group_key TEXT NOT NULL,
+                received_at {float} NOT NULL,
+                owner TEXT NOT NULL,
+                payload {json} NOT NULL,
+                failed_at {float},
+                error TEXT
+            )""",
+        ),
+    ),
 )

@@ -107,7 +107,7 @@ async def test_incidents_list_and_show_print_control_characters_as_visible_escap
     forged = alert()
     forged["annotations"]["summary"] = "遅い\x1b[2K\r\nlevel=info msg=ok\u202e"
     async with harness(make_config(tmp_path), store, clock) as h:
-        incident_id = (await (await h.post(payload(forged))).json())["incident_id"]
+        incident_id = (await h.ingest(payload(forged))).incident_id
     cfg = ["--config.file", str(config_file)]
     assert await asyncio.to_thread(main, ["incidents", "list", *cfg]) == 0
     listed = capsys.readouterr().out
@@ -125,7 +125,7 @@ async def test_export_to_a_missing_directory_is_a_one_line_error_and_exit_1(
     config_file = cli_config(tmp_path)
     store = await open_sqlite_store(str(tmp_path / "receiver.db"))
     async with harness(make_config(tmp_path), store, clock) as h:
-        incident_id = (await (await h.post(payload(alert()))).json())["incident_id"]
+        incident_id = (await h.ingest(payload(alert()))).incident_id
     target = tmp_path / "missing" / "x.md"
     args = ["incidents", "export", incident_id, "--output", str(target)]
     result = await asyncio.to_thread(run, *args, "--config.file", str(config_file))
@@ -139,7 +139,7 @@ async def test_incidents_ack_record_and_export_work_on_the_store(
     config_file = cli_config(tmp_path)
     store = await open_sqlite_store(str(tmp_path / "receiver.db"))
     async with harness(make_config(tmp_path), store, clock) as h:
-        incident_id = (await (await h.post(payload(alert()))).json())["incident_id"]
+        incident_id = (await h.ingest(payload(alert()))).incident_id
     cfg = ["--config.file", str(config_file)]
 
     # The CLI runs its own event loop, so it goes to a thread.

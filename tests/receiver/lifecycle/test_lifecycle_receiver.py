@@ -61,9 +61,8 @@ async def rxl(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
 
 
 async def open_level2(h: Harness) -> str:
-    resp = await h.post(payload(alert()))
-    assert resp.status == 200
-    incident_id: str = (await resp.json())["incident_id"]
+    incident_id = (await h.ingest(payload(alert()))).incident_id
+    assert incident_id is not None
     await h.drain()
     return incident_id
 
@@ -141,8 +140,7 @@ async def test_escalated_incident_keeps_its_level_when_a_level2_alert_joins(
     rxl.clock.advance(30 * 60)
     await life(rxl).scheduler.run_once()
     second = alert(fingerprint="fp2", starts_at="2025-09-01T09:31:00+09:00")
-    resp = await rxl.post(payload(alert(), second))
-    assert (await resp.json())["incident_id"] == incident_id
+    assert (await rxl.ingest(payload(alert(), second))).incident_id == incident_id
     assert (await incident(rxl, incident_id))["level"] == 3
     rxl.clock.advance(29 * 60)
     await life(rxl).scheduler.run_once()
@@ -192,8 +190,8 @@ async def test_refire_during_monitoring_reopens_and_after_it_opens_a_new_inciden
     resolved = alert(status="resolved", ends_at="2025-09-01T09:05:00+09:00")
     await rxl.post(payload(resolved))
     rxl.clock.advance(29 * 60)
-    again = await rxl.post(payload(alert(starts_at="2025-09-01T09:29:00+09:00")))
-    assert (await again.json())["incident_id"] == first
+    again = await rxl.ingest(payload(alert(starts_at="2025-09-01T09:29:00+09:00")))
+    assert again.incident_id == first
     await rxl.post(
         payload(
             alert(
@@ -207,8 +205,8 @@ async def test_refire_during_monitoring_reopens_and_after_it_opens_a_new_inciden
     await life(rxl).scheduler.run_once()
     assert (await incident(rxl, first))["status"] == "closed"
     rxl.clock.advance(60)
-    later = await rxl.post(payload(alert(starts_at="2025-09-01T10:00:00+09:00")))
-    assert (await later.json())["incident_id"] != first
+    later = await rxl.ingest(payload(alert(starts_at="2025-09-01T10:00:00+09:00")))
+    assert later.incident_id != first
 
 
 async def test_record_markdown_follows_the_protocol_template(rxl: Harness) -> None:
@@ -247,8 +245,9 @@ async def test_record_markdown_follows_the_protocol_template(rxl: Harness) -> No
 async def test_record_occurred_at_is_the_earliest_alert_start_not_the_receipt(
     rxl: Harness,
 ) -> None:
-    resp = await rxl.post(payload(alert(starts_at="2025-09-01T08:55:00+09:00")))
-    incident_id = (await resp.json())["incident_id"]
+    incident_id = (
+        await rxl.ingest(payload(alert(starts_at="2025-09-01T08:55:00+09:00")))
+    ).incident_id
     record = await rxl.client.get(f"/api/incidents/{incident_id}/record.md", headers=AUTH)
     text = await record.text()
     assert "- 発生日時: 2025-09-01 08:55:00 (月) JST\n" in text
@@ -467,16 +466,15 @@ async def test_level2_for_the_medical_team_after_hours_is_held_and_sent_as_one_d
     store = await open_sqlite_store(str(tmp_path / "receiver.db"))
     async with harness(medical_email_config(tmp_path), store, clock) as h:
         clock.advance(9 * 3600)  # Monday 2025-09-01 18:00:00 JST: business hours are over
-        first = await h.post(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
+        first = await h.ingest(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
         clock.advance(2 * 3600)
         other = alert(
             fingerprint="fp2", component="notifications", starts_at="2025-09-01T20:00:00+09:00"
         )
-        second = await h.post(payload(other, group_key='{}:{component="notifications"}'))
+        second = await h.ingest(payload(other, group_key='{}:{component="notifications"}'))
         # Acknowledged by VoiceDrive at once, so nothing escalates overnight.
-        for resp in (first, second):
-            incident_id = (await resp.json())["incident_id"]
-            ack = f"/api/incidents/{incident_id}/ack"
+        for processed in (first, second):
+            ack = f"/api/incidents/{processed.incident_id}/ack"
             assert (await h.client.post(ack, json={"by": "sato"}, headers=AUTH)).status == 200
         await h.drain()
         assert email_contacts(h) == ["tech_lead", "tech_lead"]
@@ -571,8 +569,7 @@ async def test_daily_check_reads_the_backup_age_from_the_prometheus_api(
 async def test_a_scheduler_read_rebuilds_the_same_lifecycle_without_the_delivery_events(
     rxl: Harness,
 ) -> None:
-    resp = await rxl.post(payload(alert(level="4")))
-    incident_id = (await resp.json())["incident_id"]
+    incident_id = (await rxl.ingest(payload(alert(level="4")))).incident_id
     await rxl.drain()
     rxl.clock.advance(30 * 60)
     await life(rxl).scheduler.run_once()  # a re-page: one of the events a decision needs

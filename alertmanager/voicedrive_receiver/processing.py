@@ -1,0 +1,260 @@
+"""From the webhook journal to incidents and the outbox, after the 2xx went out.
+
+The webhook only authenticates, validates and journals (webhook.py), so Alertmanager gets its
+answer in the time of one insert. This loop does the rest in journal order: levels, routing,
+rendering and the ingest transaction, which also deletes the journal row, so a notification is
+processed exactly once even across a crash (the journal row survives until then).
+
+Acknowledgements come first. While webhooks keep arriving the loop starts one notification
+per ``YIELD_SLICE``: a flood of webhooks cannot starve Alertmanager into timeouts and retries,
+and pages still go out at a bounded minimum rate. Otherwise it runs flat out, several groups
+at a time.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from aiohttp import web
+
+from voicedrive_common.clock import sleep_until_stopped, sleep_until_woken
+from voicedrive_receiver.app import Services
+from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.metrics import JournalSnapshot
+from voicedrive_receiver.models import parse_body
+from voicedrive_receiver.planning import build_batch, make_planner
+from voicedrive_receiver.store.base import incident_id_for
+from voicedrive_receiver.store.journal import JournalEntry
+
+log = logging.getLogger(__name__)
+
+# While webhooks keep arriving (one began less than ACTIVE_WINDOW seconds ago), processing
+# starts BURST notifications at once and then one per YIELD_SLICE: at most 50/s, about a
+# tenth of a core. A lone notification never waits.
+YIELD_SLICE = 0.02
+ACTIVE_WINDOW = 0.05
+BURST = 8
+# Journal rows read per query.
+BATCH = 64
+# Groups processed at the same time (one notification each): their transactions share group
+# commits on SQLite and use the pool on PostgreSQL instead of waiting for one another.
+CONCURRENCY = 16
+# How often the journal gauges are re-read, and the wait before retrying an unavailable store.
+REFRESH_INTERVAL = 1.0
+# Groups whose last incident the processor remembers (a few bytes each).
+MAX_HINTS = 10_000
+
+Outcome = Literal["stored", "duplicate", "elsewhere", "failed"]
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What became of one journaled notification."""
+
+    entry_id: int
+    outcome: Outcome
+    incident_id: str | None = None
+    enqueued: int = 0
+
+
+class Processor:
+    """Drains the journal rows this instance owns (and takes over abandoned ones)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        # Webhook handlers running now, and when the last one began (event loop time).
+        self.acks_in_flight = 0
+        self.last_ack = float("-inf")
+        # This instance's journaled, unprocessed notifications (the webhook's 503 guard).
+        self.backlog = 0
+        self._wake = asyncio.Event()
+        self._pace = asyncio.Lock()
+        # Token bucket of processing starts while webhooks are active: (tokens, refilled at).
+        self._tokens = float(BURST)
+        self._refilled = float("-inf")
+        self._last_refresh = float("-inf")
+        # group key -> (incident id, level) at its last ingest: a guess that lets rendering
+        # happen before the transaction (the transaction checks it, see OutboxPlanner).
+        self._hints: dict[str, tuple[str, int]] = {}
+
+    @property
+    def takeover_after(self) -> float:
+        """Age at which another instance's unprocessed rows are taken over."""
+        return self.svc.config.outbox.lease
+
+    def accepted(self) -> None:
+        """A webhook journaled a notification: count it and wake the loop."""
+        self.backlog += 1
+        self._wake.set()
+
+    async def process_pending(self, *, limit: int = BATCH) -> list[Processed]:
+        """Process up to ``limit`` journaled notifications, oldest first."""
+        svc = self.svc
+        entries = await svc.store.journal.pending(
+            owner=svc.instance,
+            now=svc.clock.now().timestamp(),
+            takeover_after=self.takeover_after,
+            limit=limit,
+        )
+        if not entries:
+            self.backlog = 0
+        # One chain per group, in journal order; chains run side by side.
+        chains: dict[str, list[JournalEntry]] = {}
+        for entry in entries:
+            chains.setdefault(entry.group_key, []).append(entry)
+        done: dict[int, Processed] = {}
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def chain(group: list[JournalEntry]) -> None:
+            async with slots:
+                for entry in group:
+                    await self._yield_to_acks()
+                    done[entry.id] = await self.process(entry)
+                    self.backlog = max(0, self.backlog - 1)
+
+        results = await asyncio.gather(
+            *(chain(group) for group in chains.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # StoreUnavailable: the rest stays journaled for the next round
+        return [done[e.id] for e in entries]
+
+    def webhooks_active(self) -> bool:
+        """Whether webhooks are being answered now or were a moment ago."""
+        recent = asyncio.get_running_loop().time() - self.last_ack < ACTIVE_WINDOW
+        return self.acks_in_flight > 0 or recent
+
+    async def _yield_to_acks(self) -> None:
+        async with self._pace:  # the bucket is shared by all chains
+            loop = asyncio.get_running_loop()
+            while self.webhooks_active():
+                now = loop.time()
+                self._tokens = min(BURST, self._tokens + (now - self._refilled) / YIELD_SLICE)
+                self._refilled = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    break
+                await asyncio.sleep((1 - self._tokens) * YIELD_SLICE)
+        await asyncio.sleep(0)
+
+    async def process(self, entry: JournalEntry) -> Processed:
+        """Process one notification; StoreUnavailable leaves it in the journal for later."""
+        svc = self.svc
+        try:
+            notification = parse_body(
+                entry.payload.encode("utf-8"), now=_at(entry.received_at, svc)
+            )
+            plan = build_batch(
+                notification, entry.payload, svc.config, received_at=entry.received_at
+            )
+            planner = make_planner(notification, plan, svc.config, svc.render)
+            batch = plan.batch
+            hint = self._hints.get(batch.group_key) or (
+                # Most likely a new incident, whose id is derived from this very notification.
+                incident_id_for(batch.group_key, batch.identity, batch.received_at),
+                batch.level,
+            )
+            planner.prerender(*hint)
+            result = await svc.store.ingest(batch, planner, journal_id=entry.id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            # Validated at the webhook, so this is a receiver bug: keep the row and the reason
+            # (the gauge and the log show it), and go on with the others.
+            log.exception(
+                "journaled notification could not be processed; kept in the journal",
+                extra={"journal_id": entry.id, "err": type(exc).__name__},
+            )
+            await svc.store.journal.fail(
+                entry.id, now=svc.clock.now().timestamp(), error=f"{type(exc).__name__}: {exc}"
+            )
+            return self._count(entry, Processed(entry.id, "failed"))
+
+        if result.already_processed:
+            return self._count(entry, Processed(entry.id, "elsewhere"))
+        if result.duplicate:
+            svc.metrics.duplicates.inc()
+            log.info(
+                "duplicate notification suppressed",
+                extra={"group_key": batch.group_key, "incident": result.incident_id},
+            )
+            return self._count(entry, Processed(entry.id, "duplicate", result.incident_id))
+
+        if result.incident_id is not None and result.level is not None:
+            if len(self._hints) >= MAX_HINTS:
+                self._hints.clear()  # a guess cache: losing it only costs renderings
+            self._hints[batch.group_key] = (result.incident_id, result.level)
+        for alert, decision in zip(notification.alerts, plan.decisions, strict=True):
+            svc.metrics.alerts.labels(level=str(decision.level), status=alert.status).inc()
+            if decision.source == "default":
+                svc.metrics.level_defaulted.inc()
+                log.warning(
+                    "alert without a valid level and no matching rule: default level used",
+                    extra={
+                        "alertname": alert.labels.get("alertname", ""),
+                        "fingerprint": alert.fingerprint,
+                        "alert_level": decision.level,
+                    },
+                )
+        for channel in result.channels:
+            svc.worker.wake(channel)
+        log.info(
+            "notification stored",
+            extra={
+                "group_key": batch.group_key,
+                "status": notification.status,
+                "alert_level": batch.level,
+                "incident": result.incident_id,
+                "enqueued": result.enqueued,
+            },
+        )
+        return self._count(
+            entry, Processed(entry.id, "stored", result.incident_id, result.enqueued)
+        )
+
+    def _count(self, entry: JournalEntry, processed: Processed) -> Processed:
+        metrics = self.svc.metrics
+        metrics.processed.labels(outcome=processed.outcome).inc()
+        delay = self.svc.clock.now().timestamp() - entry.received_at
+        metrics.processing_delay.observe(max(0.0, delay))
+        return processed
+
+    async def refresh_gauges(self) -> None:
+        """Re-read the journal gauges."""
+        stats = await self.svc.store.journal.stats()
+        now = self.svc.clock.now().timestamp()
+        oldest = stats.oldest_received_at
+        self.svc.metrics.journal = JournalSnapshot(
+            pending=stats.pending,
+            oldest_age=max(0.0, now - oldest) if oldest is not None else 0.0,
+            failed=stats.failed,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set; an unavailable store is retried, never fatal."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                done = await self.process_pending()
+                if loop.time() - self._last_refresh >= REFRESH_INTERVAL:
+                    self._last_refresh = loop.time()
+                    await self.refresh_gauges()
+            except StoreUnavailable as exc:
+                log.warning("journal processing: store unavailable", extra={"err": str(exc)})
+                await sleep_until_stopped(stop, REFRESH_INTERVAL)
+                continue
+            if not done:
+                await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
+
+
+PROCESSOR = web.AppKey("processor", Processor)
+
+
+def _at(received_at: float, svc: Services) -> datetime:
+    # Validated against the clock of its receipt: a notification that was acceptable then
+    # stays acceptable however long it waited.
+    return datetime.fromtimestamp(received_at, svc.clock.now().tzinfo or UTC)

@@ -1,0 +1,114 @@
+"""The webhook journal: a 2xx means journaled; processing follows, once, in order per group."""
+
+import asyncio
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rx_helpers import Harness, alert, harness, make_config, payload
+
+from voicedrive_common.clock import FakeClock
+from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver.processing import Processor
+from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
+
+RESOLVED = alert(status="resolved", ends_at="2025-09-01T09:05:00+09:00")
+
+
+async def test_the_answer_comes_before_processing_and_the_row_waits_in_the_journal(
+    rx: Harness,
+) -> None:
+    resp = await rx.post(payload(alert(level="2")), process=False)
+    assert resp.status == 200
+    assert (await rx.store.journal.stats()).pending == 1
+    assert await rx.store.list_incidents() == []
+
+
+async def test_processing_opens_the_incident_and_empties_the_journal(rx: Harness) -> None:
+    await rx.post(payload(alert(level="2")), process=False)
+    [done] = await rx.processor.process_pending()
+    assert done.outcome == "stored"
+    [incident] = await rx.store.list_incidents()
+    assert incident.id == done.incident_id
+    assert (await rx.store.journal.stats()).pending == 0
+
+
+async def test_a_restarted_receiver_processes_what_was_journaled_before_the_crash(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    path = str(tmp_path / "receiver.db")
+    async with harness(config, await open_sqlite_store(path), clock) as before:
+        resp = await before.post(payload(alert(level="2")), process=False)
+        assert resp.status == 200
+    async with harness(config, await open_sqlite_store(path), clock) as after:
+        await after.drain()
+        assert [i.level for i in await after.store.list_incidents()] == [2]
+        assert after.channels["email"].contacts() == [("tech_lead", "firing")]
+
+
+async def test_a_group_is_processed_in_the_order_its_notifications_arrived(rx: Harness) -> None:
+    await rx.post(payload(alert(level="2")), process=False)
+    await rx.post(payload(alert(level="2"), group_key="{}:{other}"), process=False)
+    await rx.post(payload(RESOLVED), process=False)
+    outcomes = await rx.processor.process_pending()
+    assert [p.outcome for p in outcomes] == ["stored"] * 3
+    await rx.drain()
+    [first, _] = sorted(await rx.store.list_incidents(), key=lambda i: i.group_key)
+    assert first.status == "resolved"
+    assert rx.channels["email"].contacts().count(("tech_lead", "resolved")) == 1
+
+
+async def test_another_instances_rows_are_taken_over_only_after_the_lease(
+    rx: Harness, clock: FakeClock
+) -> None:
+    await rx.post(payload(alert(level="2")), process=False)
+    lease = rx.services.config.outbox.lease
+    other = Processor(replace(rx.services, instance="other"))
+    assert await other.process_pending() == []
+    clock.advance(lease)
+    [done] = await other.process_pending()
+    assert done.outcome == "stored"
+
+
+async def test_over_the_backlog_limit_the_webhook_answers_503_until_processing_catches_up(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    config = replace(config, server=replace(config.server, max_backlog=2))
+    async with harness(config, await open_sqlite_store(str(tmp_path / "rx.db")), clock) as rx:
+        groups = [f"{{}}:{{g{n}}}" for n in range(4)]
+        first = [(await rx.post(payload(group_key=g), process=False)).status for g in groups[:3]]
+        assert first == [200, 200, 503]
+        assert rx.services.metrics.webhooks.labels(outcome="backlogged")._value.get() == 1
+        await rx.processor.process_pending()
+        assert (await rx.post(payload(group_key=groups[3]), process=False)).status == 200
+
+
+async def test_the_journal_gauges_show_backlog_age_and_failures(
+    rx: Harness, clock: FakeClock
+) -> None:
+    await rx.post(payload(alert(level="2")), process=False)
+    clock.advance(7)
+    await rx.processor.refresh_gauges()
+    journal = rx.services.metrics.journal
+    assert (journal.pending, journal.oldest_age, journal.failed) == (1, 7.0, 0)
+
+
+@pytest.mark.integration
+async def test_two_processors_on_one_postgres_process_each_notification_once(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    config = make_config(tmp_path)
+    async with harness(config, await open_postgres_store(dsn), clock) as rx:
+        for n in range(20):
+            await rx.post(payload(group_key=f"{{}}:{{g{n}}}"), process=False)
+        clock.advance(config.outbox.lease)  # both may take every row
+        other = Processor(replace(rx.services, instance="other"))
+        ours, theirs = await asyncio.gather(rx.processor.process_pending(), other.process_pending())
+        outcomes = [p.outcome for p in ours + theirs]
+        assert outcomes.count("stored") == 20
+        assert set(outcomes) <= {"stored", "elsewhere"}
+        assert len(await rx.store.list_incidents()) == 20

@@ -19,6 +19,8 @@ class Recorded:
     body: bytes
     json: Any = None
     form: dict[str, str] = field(default_factory=dict)
+    # The query string, decoded (``DateSent>`` stays a key, as Twilio reads it).
+    query: dict[str, str] = field(default_factory=dict)
     # Why the fake refused the request's shape ("" when the shape was right).
     problem: str = ""
 
@@ -88,6 +90,7 @@ class FakeServer:
             path=request.path,
             headers=CIMultiDict(request.headers),
             body=body,
+            query=dict(request.query),
         )
         if request.content_type == "application/json":
             try:

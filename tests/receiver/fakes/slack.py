@@ -12,7 +12,8 @@ Web API (``POST /api/chat.postMessage``, ``Authorization: Bearer xoxb-...``): al
 ``server_error`` (5xx; option ``status``), ``error`` (option ``error``, e.g.
 ``channel_not_found``: a 4xx text code for webhooks, ``ok: false`` on 200 for the API),
 ``error_on_200`` (HTTP 200 whose body is an error, option ``error``).
-- ``hang``: answer only after option ``seconds`` (default 1), to test client timeouts.
+- ``hang``: accept (chat.postMessage: post) at once, answer only after option ``seconds``
+  (default 1), to test client timeouts after the upstream accepted.
 
 The workspace: ``channels`` maps conversation IDs to names (``C0EMERGENCY`` is
 ``phase2-emergency``); ``chat.postMessage`` takes an ID, ``#name`` or ``name`` (an unknown name
@@ -212,11 +213,7 @@ class FakeSlack(FakeServer):
             recorded.problem = "metadata is not {event_type, event_payload}"
             return _api({"ok": False, "error": "invalid_metadata_format"})
         kind, options = self._next_answer()
-        if kind == "hang":
-            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
-            await asyncio.sleep(options.get("seconds", 1.0))
-            kind = "ok"
-        if kind == "ok":
+        if kind in ("ok", "hang"):
             cid = self.conversation_id(str(body["channel"]))
             ts = self._next_ts()
             self.add_message(cid, ts=float(ts), text=body["text"], metadata=metadata)
@@ -224,6 +221,10 @@ class FakeSlack(FakeServer):
                 delivery = metadata["event_payload"].get("delivery_id")
                 if isinstance(delivery, str):
                     self.posted_by_delivery[delivery] += 1
+            if kind == "hang":
+                # Posted, but answered late (option ``seconds``, default 1): a client timeout
+                # after Slack accepted the message.
+                await asyncio.sleep(options.get("seconds", 1.0))
             return _api({"ok": True, "channel": cid, "ts": ts, "message": {"text": body["text"]}})
         if kind == "rate_limited":
             return _api(

@@ -8,7 +8,7 @@ limit (400 code 21617). Success is 201 with the new resource (``sid`` SM.../CA..
 ``answer_next(kind)`` kinds: ``ok``, ``rate_limited`` (429 code 20429; option ``retry_after``,
 omitted when None), ``server_error`` (500 code 20500; option ``status``), ``error`` (options
 ``status`` default 400 and ``code`` default 21211), ``error_on_200`` (HTTP 200 with an error
-body and no sid).
+body and no sid), ``hang`` (create at once, answer after option ``seconds``, default 1).
 
 Every Message created is kept (``messages``, oldest first; ``date_created`` from ``now``,
 time.time by default; status ``sent`` at once, so ``date_sent`` equals ``date_created``) and
@@ -170,11 +170,7 @@ class FakeTwilio(FakeServer):
             recorded.problem = "no Twiml or Url"
             return _error(400, 21205)
         kind, options = self._next_answer()
-        if kind == "hang":
-            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
-            await asyncio.sleep(options.get("seconds", 1.0))
-            kind = "ok"
-        if kind == "ok":
+        if kind in ("ok", "hang"):
             if resource == "Messages.json":
                 stored = self.add_message(
                     to=to,
@@ -193,6 +189,10 @@ class FakeTwilio(FakeServer):
                     "from": form.get("From"),
                     "status": "queued",
                 }
+            if kind == "hang":
+                # Created, but answered late (option ``seconds``, default 1): a client timeout
+                # after Twilio accepted the request.
+                await asyncio.sleep(options.get("seconds", 1.0))
             return web.Response(status=201, text=json.dumps(body), content_type="application/json")
         if kind == "rate_limited":
             headers = {}

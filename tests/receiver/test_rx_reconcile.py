@@ -290,3 +290,13 @@ async def test_postgres_claims_a_row_left_by_a_dead_holder_in_doubt(
         assert await store.mark_delivered(
             again, owner="test", now=now, upstream_id="ts", reconciled=True
         )
+
+
+async def test_reconciliations_are_exposed_per_channel_and_outcome(slack_rx: Harness) -> None:
+    slack(slack_rx).lookups.append(FOUND)
+    await slack_rx.post(payload(alert(level="1")))
+    await crash_mid_send(slack_rx, "slack")
+    await slack_rx.drain()
+    text = await (await slack_rx.client.get("/metrics")).text()
+    assert 'voicedrive_receiver_reconciliations_total{channel="slack",outcome="found"} 1.0' in text
+    assert 'voicedrive_receiver_reconciliations_total{channel="sms",outcome="error"} 0.0' in text

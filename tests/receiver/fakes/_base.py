@@ -1,5 +1,6 @@
 """The aiohttp plumbing every HTTP fake shares."""
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Set whenever the fake accepts something new (the subclass says what): tests wait on it.
+        self.changed = asyncio.Event()
         self._script: deque[tuple[str, dict[str, Any]]] = deque()
         self._runner: web.AppRunner | None = None
         self.port = 0

@@ -125,6 +125,7 @@ class FakeSlack(FakeServer):
             item["metadata"] = metadata
         self.history.setdefault(self.conversation_id(channel), []).append(item)
         self.history[self.conversation_id(channel)].sort(key=lambda m: float(m["ts"]))
+        self.changed.set()
         return item
 
     def _next_ts(self) -> str:

@@ -123,6 +123,7 @@ class FakeTwilio(FakeServer):
             "_created": created,
         }
         self.messages.append(message)
+        self.changed.set()
         return message
 
     @property

@@ -32,7 +32,7 @@ async def api_channel(factory: Factory, fake: FakeSlack, channel: str = CHANNEL_
 
 
 def history_calls(fake: FakeSlack) -> list[Any]:
-    return [r for r in fake.requests if r.path == "/api/conversations.history"]
+    return [r for r in fake.lookups if r.path == "/api/conversations.history"]
 
 
 def mark(delivery: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def to_hotline(message: MessageFn, text: str = TEXT) -> OutboundMessage:
 
 
 def list_calls(fake: FakeTwilio) -> list[Any]:
-    return [r for r in fake.requests if r.method == "GET"]
+    return [r for r in fake.lookups if r.method == "GET"]
 
 
 async def test_a_sent_sms_is_found_with_its_sid(

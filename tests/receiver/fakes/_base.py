@@ -31,6 +31,9 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Read-only lookups (Slack conversations.history, the Twilio Messages list) are kept
+        # apart, so ``requests`` stays the list of things sent.
+        self.lookups: list[Recorded] = []
         # Set whenever the fake accepts something new (the subclass says what): tests wait on it.
         self.changed = asyncio.Event()
         self._script: deque[tuple[str, dict[str, Any]]] = deque()

@@ -242,7 +242,7 @@ class FakeSlack(FakeServer):
 
     async def _history(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
-        self.requests.append(recorded)
+        self.lookups.append(recorded)
         query = request.query
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else query.get("token")

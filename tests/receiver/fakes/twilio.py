@@ -210,7 +210,7 @@ class FakeTwilio(FakeServer):
 
     async def _list(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
-        self.requests.append(recorded)
+        self.lookups.append(recorded)
         if _basic_auth(request.headers.get("Authorization", "")) != (
             self.account_sid,
             self.auth_token,

@@ -10,7 +10,7 @@ first, ``next_page_uri`` relative to the API host and null on the last page.
 """
 
 import base64
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -113,7 +113,7 @@ class TwilioClient:
 
     async def list_pages(
         self, resource: str, params: Mapping[str, str], *, max_pages: int
-    ) -> AsyncIterator[list[dict[str, Any]] | DeliveryResult]:
+    ) -> AsyncGenerator[list[dict[str, Any]] | DeliveryResult, None]:
         """Pages of a list resource (``Messages``), following ``next_page_uri``.
 
         Yields each page's items; a failed result ends the listing (an error, or more pages

@@ -13,6 +13,7 @@ the margin. A message Twilio reports ``failed``/``undelivered``/``canceled`` doe
 sending again is better than a page that never arrived.
 """
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -181,16 +182,19 @@ class SmsChannel(TwilioChannel[SmsSettings]):
         if "From" in self._client.sender:
             params["From"] = self._client.sender["From"]
         service = self._client.messaging_service_sid
-        async for page in self._client.list_pages("Messages", params, max_pages=LIST_MAX_PAGES):
-            if isinstance(page, DeliveryResult):
-                return page
-            for item in page:
-                if _same_message(item, to=to, body=body, since=since, service=service):
-                    return DeliveryResult(
-                        ok=True,
-                        detail=f"twilio Messages list: found ({_http_code(item.get('status'))})",
-                        upstream_id=str(item["sid"]),
-                    )
+        pages = self._client.list_pages("Messages", params, max_pages=LIST_MAX_PAGES)
+        async with aclosing(pages):
+            async for page in pages:
+                if isinstance(page, DeliveryResult):
+                    return page
+                for item in page:
+                    if _same_message(item, to=to, body=body, since=since, service=service):
+                        state = _http.safe_code(item.get("status")) or "unknown"
+                        return DeliveryResult(
+                            ok=True,
+                            detail=f"twilio Messages list: found ({state})",
+                            upstream_id=str(item["sid"]),
+                        )
         return None
 
 
@@ -219,7 +223,3 @@ def _rfc2822(value: object) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
-
-
-def _http_code(value: object) -> str:
-    return _http.safe_code(value) or "unknown"

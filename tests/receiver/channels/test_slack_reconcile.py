@@ -203,3 +203,27 @@ async def test_the_fake_refuses_history_without_a_token_and_a_name_for_an_id(
             by_name = await r.json()
     assert no_token == {"ok": False, "error": "not_authed"}
     assert by_name == {"ok": False, "error": "channel_not_found"}
+
+
+async def test_a_post_answered_too_late_after_slack_accepted_it_is_in_doubt(
+    slack: FakeSlack, channel_factory: Factory, message: MessageFn
+) -> None:
+    channel = await channel_factory(
+        "slack",
+        {"token": BOT_TOKEN, "api_url": slack.api_url, "channel": CHANNEL_ID, "timeout": "100ms"},
+    )
+    slack.answer_next("hang", seconds=0.5)
+    result = await channel.send(message(delivery_id="d-1"))
+    assert not result.ok
+    assert result.in_doubt
+    assert slack.posted_by_delivery["d-1"] == 1  # it did arrive
+
+
+async def test_a_refused_connection_is_not_in_doubt(
+    slack: FakeSlack, channel_factory: Factory, message: MessageFn
+) -> None:
+    channel = await api_channel(channel_factory, slack)
+    await slack.stop()
+    result = await channel.send(message())
+    assert not result.ok
+    assert not result.in_doubt

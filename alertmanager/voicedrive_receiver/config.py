@@ -159,6 +159,11 @@ class OutboxConfig:
     poll_interval: float = 1.0
     concurrency: int = 4
     dead_letter_report: tuple[DeadLetterReport, ...] = ()
+    # Before resending a message whose last attempt ended without an outcome, ask channels
+    # that can tell (Slack Web API, Twilio SMS) whether it already arrived.
+    reconcile: bool = True
+    # How far before that attempt's start the lookup reaches: the upstream's clock may differ.
+    reconcile_margin: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -580,6 +585,8 @@ def _outbox(
         poll_interval=node.duration("poll_interval", 1.0, lo=0.01),
         concurrency=node.integer("concurrency", 4, lo=1, hi=64),
         dead_letter_report=tuple(reports),
+        reconcile=node.flag("reconcile", True),
+        reconcile_margin=node.duration("reconcile_margin", 60.0, lo=0.0),
     )
     if config.backoff_max < config.backoff_base:
         raise node.error("backoff_max", "must be at least backoff_base")

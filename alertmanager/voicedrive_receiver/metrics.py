@@ -18,6 +18,7 @@ WEBHOOK_OUTCOMES = ("accepted", "invalid", "too_large", "unauthorized", "unavail
 PROCESSING_OUTCOMES = ("stored", "duplicate", "elsewhere", "failed")
 PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DELIVERY_OUTCOMES = ("success", "retry", "dead_letter")
+RECONCILE_OUTCOMES = ("found", "not_found", "error")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -145,6 +146,12 @@ class ReceiverMetrics:
             buckets=PROCESSING_BUCKETS,
             registry=r,
         )
+        self.reconciliations = Counter(
+            PREFIX + "reconciliations",
+            "Lookups of in-doubt messages at the upstream before resending, by outcome.",
+            ["channel", "outcome"],
+            registry=r,
+        )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhooks.labels(outcome=outcome)
         for outcome in PROCESSING_OUTCOMES:
@@ -153,5 +160,7 @@ class ReceiverMetrics:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(channel=channel, outcome=outcome)
             self.dead_letters.labels(channel=channel)
+            for outcome in RECONCILE_OUTCOMES:
+                self.reconciliations.labels(channel=channel, outcome=outcome)
             self.delivery_latency.labels(channel=channel)
         r.register(_SnapshotCollector(self))

@@ -1,9 +1,13 @@
 """The delivery worker: claims outbox rows per channel, sends, retries, dead-letters.
 
 Each channel has its own loop, so a throttled or failing Slack never holds up SMS or phone.
-Every claim holds a lease; a message whose sender died is sent again once the lease runs out
-(at least once: a crash between the upstream accepting a message and the store recording it
-can repeat that one message, never more than the channel's in-flight ones).
+Every claim holds a lease; a message whose sender died is claimed again once the lease runs
+out. Such a row is *in doubt* (as is one whose send timed out locally): the upstream may have
+accepted it before the outcome was stored. Before resending it the worker asks a channel that
+can read its upstream back (``Reconciler``: Slack Web API, Twilio SMS) whether it arrived; if
+so the row is marked delivered without sending, which makes those channels exactly once. The
+others (phone calls, email, the generic webhook, Slack incoming webhooks) stay at least once:
+a crash at that moment can repeat the messages in flight, never more.
 """
 
 import asyncio
@@ -18,6 +22,7 @@ from voicedrive_receiver.channels.base import (
     DeliveryResult,
     OutboundMessage,
     Recipient,
+    Reconciler,
     RenderedMessage,
 )
 from voicedrive_receiver.config import ReceiverConfig, ResolvedSecrets
@@ -115,17 +120,80 @@ class OutboxWorker:
             incident_id=row.incident_id or "",
             rendered=rendered_from_json(row.rendered),
         )
+        if row.in_doubt and self.config.outbox.reconcile and isinstance(channel, Reconciler):
+            found = await self._reconcile(channel, row, message)
+            if found is not None:
+                await self._reconciled(row, found)
+                return
         try:
             # Stay well inside the lease so no other worker claims a row still being sent.
             result = await asyncio.wait_for(
                 channel.send(message), timeout=self.config.outbox.lease / 2
             )
         except TimeoutError:
-            result = DeliveryResult(ok=False, detail="send timed out")
+            result = DeliveryResult(ok=False, detail="send timed out", in_doubt=True)
         except Exception as exc:  # a channel bug must not kill the loop or lose the row
             log.exception("channel raised", extra={"channel": row.channel})
-            result = DeliveryResult(ok=False, detail=f"channel raised {type(exc).__name__}")
+            result = DeliveryResult(
+                ok=False, detail=f"channel raised {type(exc).__name__}", in_doubt=True
+            )
         await self._record(row, result)
+
+    async def _reconcile(
+        self, channel: Reconciler, row: OutboxRow, message: OutboundMessage
+    ) -> DeliveryResult | None:
+        """The upstream's record of an in-doubt message, or None to send it (again)."""
+        assert row.doubt_since is not None
+        since = row.doubt_since - self.config.outbox.reconcile_margin
+        fields = {"channel": row.channel, "delivery_id": row.delivery_id, "attempt": row.attempts}
+        try:
+            # A quarter of the lease, so lookup plus send (half) stay inside it.
+            found = await asyncio.wait_for(
+                channel.find_delivered(message, since), timeout=self.config.outbox.lease / 4
+            )
+        except TimeoutError:
+            found = DeliveryResult(ok=False, detail="lookup timed out")
+        except Exception as exc:  # a lookup bug must never keep a page from being sent
+            log.exception("channel lookup raised", extra={"channel": row.channel})
+            found = DeliveryResult(ok=False, detail=f"lookup raised {type(exc).__name__}")
+        if found is None:
+            outcome = "not_found"
+        elif found.ok:
+            outcome = "found"
+        else:
+            outcome = "error"
+        self.metrics.reconciliations.labels(channel=row.channel, outcome=outcome).inc()
+        if outcome == "found":
+            return found
+        # Unknown is treated as not there: a lost page is worse than a doubled one.
+        log.info(
+            "in-doubt message not found upstream, sending again"
+            if outcome == "not_found"
+            else "in-doubt message could not be looked up, sending again",
+            extra={**fields, "detail": found.detail if found else ""},
+        )
+        return None
+
+    async def _reconciled(self, row: OutboxRow, found: DeliveryResult) -> None:
+        if await self.store.mark_delivered(
+            row,
+            owner=self.owner,
+            now=self._now(),
+            upstream_id=found.upstream_id,
+            reconciled=True,
+        ):
+            self.metrics.deliveries.labels(channel=row.channel, outcome="success").inc()
+            log.info(
+                "in-doubt message found upstream, marked delivered without resending",
+                extra={
+                    "channel": row.channel,
+                    "contact": row.contact,
+                    "delivery_id": row.delivery_id,
+                    "incident": row.incident_id,
+                    "attempt": row.attempts,
+                    "detail": found.detail,
+                },
+            )
 
     def _recipient(self, row: OutboxRow) -> Recipient:
         kind = self.config.channels[row.channel].kind if row.channel in self.config.channels else ""
@@ -180,6 +248,7 @@ class OutboxWorker:
             next_attempt_at=next_at,
             error=result.detail,
             refund_attempt=throttled,
+            in_doubt=result.in_doubt,
         ):
             self.metrics.deliveries.labels(channel=row.channel, outcome="retry").inc()
             log.warning("delivery failed, will retry", extra={**fields, "retry_in": next_at - now})

@@ -174,3 +174,41 @@ async def start_receiver(config: Path, log: Path, env: dict[str, str] | None = N
             await asyncio.sleep(0.05)
     await receiver.stop()
     raise AssertionError(f"receiver not ready: {_tail(log)}")
+
+
+def upstreams_config(
+    *, store: str, slack_api: str, slack_channel: str, twilio_api: str, members: int
+) -> str:
+    """A config paging ``members`` contacts at Level 1 by Slack (bot token) and SMS."""
+    contacts = "\n".join(
+        f'  c{i}: {{slack: "{slack_channel}", sms: "+8190000{i:05d}"}}' for i in range(members)
+    )
+    names = ", ".join(f"c{i}" for i in range(members))
+    return f"""
+server:
+  auth: {{bearer_token: "${{RX_TOKEN}}"}}
+store:
+  {store}
+contacts:
+{contacts}
+teams:
+  everyone: {{systems: [voicedrive], members: [{names}]}}
+channels:
+  slack: {{type: slack, token: "${{RX_SLACK_TOKEN}}", api_url: "{slack_api}", timeout: 5s}}
+  sms:
+    type: sms
+    account_sid: "${{RX_TWILIO_SID}}"
+    auth_token: "${{RX_TWILIO_TOKEN}}"
+    from: "+815012345678"
+    api_url: "{twilio_api}"
+    timeout: 5s
+fanout:
+  targets:
+    - {{level: 1, channel: slack, to: [team:everyone]}}
+    - {{level: 1, channel: sms, to: [team:everyone]}}
+outbox:
+  lease: 1s
+  poll_interval: 100ms
+  concurrency: 2
+  backoff_base: 100ms
+"""

@@ -50,11 +50,19 @@ async def request(
             text = await response.text(errors="replace")
             return HttpReply(response.status, response.headers, text)
     except TimeoutError:
-        return DeliveryResult(ok=False, detail=f"{what}: timed out")
-    except aiohttp.ClientConnectionError as exc:
+        # The request may have been read and acted on before the answer was late.
+        return DeliveryResult(ok=False, detail=f"{what}: timed out", in_doubt=True)
+    except aiohttp.ClientConnectorError as exc:
+        # Never connected: the upstream cannot have seen the request.
         return DeliveryResult(ok=False, detail=f"{what}: connection failed ({type(exc).__name__})")
+    except aiohttp.ClientConnectionError as exc:
+        return DeliveryResult(
+            ok=False, detail=f"{what}: connection failed ({type(exc).__name__})", in_doubt=True
+        )
     except aiohttp.ClientError as exc:
-        return DeliveryResult(ok=False, detail=f"{what}: request failed ({type(exc).__name__})")
+        return DeliveryResult(
+            ok=False, detail=f"{what}: request failed ({type(exc).__name__})", in_doubt=True
+        )
     except asyncio.CancelledError:
         raise
 

@@ -4,11 +4,17 @@
 auth ``AccountSid:AuthToken``; 201 with the new resource's ``sid``; errors as JSON
 ``{"code", "message", "more_info", "status"}``. The ``message`` often quotes the phone
 number, so only the numeric ``code`` goes into a result.
+
+Lists (``GET .../Messages.json``) answer ``{"messages": [...], "next_page_uri": ...}``, newest
+first, ``next_page_uri`` relative to the API host and null on the last page.
 """
 
 import base64
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from yarl import URL
 
 from voicedrive_common.confload import Node
 from voicedrive_common.secrets import SecretRef
@@ -65,10 +71,12 @@ class TwilioClient:
         self._account_sid = settings.account_sid.resolve().reveal()
         auth_token = settings.auth_token.resolve().reveal()
         self.sender: dict[str, str] = {}
+        self.messaging_service_sid = settings.messaging_service_sid
         if settings.from_number is not None:
             self.sender["From"] = settings.from_number.resolve().reveal()
         elif settings.messaging_service_sid is not None:
             self.sender["MessagingServiceSid"] = settings.messaging_service_sid
+        self._api_url = settings.api_url
         self._base = f"{settings.api_url}/2010-04-01/Accounts/{self._account_sid}"
         self._session = _http.new_session(settings.timeout)
         credentials = f"{self._account_sid}:{auth_token}".encode()
@@ -102,6 +110,48 @@ class TwilioClient:
                 retry_after=_http.retry_after(reply.headers),
             )
         return _http.failure(reply.status, reply.headers, what=what, code=code_text)
+
+    async def list_pages(
+        self, resource: str, params: Mapping[str, str], *, max_pages: int
+    ) -> AsyncGenerator[list[dict[str, Any]] | DeliveryResult, None]:
+        """Pages of a list resource (``Messages``), following ``next_page_uri``.
+
+        Yields each page's items; a failed result ends the listing (an error, or more pages
+        than ``max_pages``).
+        """
+        what = f"twilio {resource} list"
+        key = resource.lower()
+        url: str | URL = f"{self._base}/{resource}.json"
+        query: Mapping[str, str] | None = params
+        prefix = self._base.removeprefix(self._api_url) + f"/{resource}.json"
+        for _ in range(max_pages):
+            reply = await _http.request(
+                self._session, "GET", url, what=what, params=query, headers=self._headers
+            )
+            if isinstance(reply, DeliveryResult):
+                yield DeliveryResult(ok=False, detail=reply.detail)
+                return
+            body = _http.json_object(reply.text)
+            if reply.status != 200 or body is None:
+                code = body.get("code") if body is not None else None
+                suffix = f" error {_http.safe_code(code)}" if code is not None else ""
+                yield DeliveryResult(ok=False, detail=f"{what}: HTTP {reply.status}{suffix}")
+                return
+            items = body.get(key)
+            if not isinstance(items, list):
+                yield DeliveryResult(ok=False, detail=f"{what}: no {key} list")
+                return
+            yield [item for item in items if isinstance(item, dict)]
+            next_uri = body.get("next_page_uri")
+            if not next_uri:
+                return
+            # Only ever follow a page of the same list, on the configured host.
+            if not isinstance(next_uri, str) or not next_uri.startswith(prefix + "?"):
+                yield DeliveryResult(ok=False, detail=f"{what}: unexpected next_page_uri")
+                return
+            # Already encoded by Twilio: re-encoding would turn the To number's %2B into a space.
+            url, query = URL(self._api_url + next_uri, encoded=True), None
+        yield DeliveryResult(ok=False, detail=f"{what}: more than {max_pages} pages")
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -4,10 +4,14 @@ The outbox worker hands a channel one ``OutboundMessage`` at a time and gets a
 ``DeliveryResult`` back; the channel never raises for upstream trouble (a refused connection,
 a 429, an error body): it says so in the result, and the worker decides about retries.
 Limits that belong to a channel (Slack block size, SMS segments, rate limits) live in it.
+
+A channel whose upstream can be read back may also be a ``Reconciler``: before resending a
+message whose previous attempt ended without an outcome (a crash after the upstream accepted
+it, a local timeout), the worker asks ``find_delivered`` whether it already arrived.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from voicedrive_common.confload import Node
 from voicedrive_common.secrets import Secret
@@ -63,6 +67,9 @@ class DeliveryResult:
     permanent: bool = False
     # Upstream id of the accepted message (Slack ts, Twilio SID, SMTP queue id), for records.
     upstream_id: str | None = None
+    # True when the request may have reached the upstream although no answer came back (a
+    # timeout, a connection dropped after sending): the retry is in doubt and reconciled first.
+    in_doubt: bool = False
 
 
 class Channel(Protocol):
@@ -76,6 +83,21 @@ class Channel(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Reconciler(Protocol):
+    """The optional capability of a channel whose upstream shows what it already accepted."""
+
+    async def find_delivered(self, message: OutboundMessage, since: float) -> DeliveryResult | None:
+        """Look ``message`` up among what the upstream accepted at or after ``since`` (UNIX s).
+
+        A success result (``upstream_id`` set) when it is there, ``None`` when it is certainly
+        not, and a failed result when the lookup could not tell (an error, too many pages):
+        the worker then sends again, since a lost page is worse than a doubled one. Never
+        raises for upstream failures.
+        """
         ...
 
 

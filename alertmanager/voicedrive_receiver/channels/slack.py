@@ -4,10 +4,20 @@ Incoming webhooks answer ``ok`` as text and errors as text codes with a 4xx stat
 (``invalid_payload``, ``channel_not_found``, ``channel_is_archived``...). The Web API answers
 HTTP 200 even for errors, with ``{"ok": false, "error": "..."}``: the body decides. Both
 answer 429 with ``Retry-After`` in seconds when rate limited.
+
+Reconciliation (Web API only): every ``chat.postMessage`` carries message metadata
+(``event_type`` ``voicedrive_delivery``, ``event_payload.delivery_id``), and an in-doubt
+message is looked up with ``conversations.history`` (``include_all_metadata=true``, from
+``oldest``, paging by ``response_metadata.next_cursor``, at most ``HISTORY_MAX_PAGES`` pages).
+That method takes a conversation ID, not a ``#name``: the ID comes from the address when it is
+one, or from the answer to an earlier post to that name by this process. The bot token needs
+``channels:history`` (``groups:history`` for a private channel) and the bot must be a member.
+An incoming webhook cannot be read back: it stays at least once.
 """
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +42,13 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api"
 DEFAULT_CHANNEL = "#phase2-emergency"
 HEADER_MAX = 150
+
+METADATA_EVENT_TYPE = "voicedrive_delivery"
+# Bounded lookup: pages of conversations.history read before giving up (then: unknown).
+HISTORY_MAX_PAGES = 5
+HISTORY_PAGE_LIMIT = 200
+# A conversation ID (C public, G private/legacy, D direct message), as conversations.* want it.
+CONVERSATION_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 # Web API errors that are worth another try; every other error code is permanent.
 RETRYABLE_ERRORS = frozenset(
@@ -94,7 +111,7 @@ class SlackType:
         token = settings.token.resolve().reveal()
         if not token.startswith(("xoxb-", "xoxp-")):
             raise ConfigError(settings.token.path, "must be a Slack bot token (xoxb-...)")
-        return SlackChannel(name, settings, webhook_url=None, token=token)
+        return SlackApiChannel(name, settings, webhook_url=None, token=token)
 
 
 class SlackChannel:
@@ -108,6 +125,8 @@ class SlackChannel:
         self._webhook_url = webhook_url
         self._token = token
         self._session: aiohttp.ClientSession = _http.new_session(settings.timeout)
+        # Conversation IDs learnt from chat.postMessage answers, by the address posted to.
+        self._conversation_ids: dict[str, str] = {}
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Post the message; the result classifies any failure."""
@@ -143,8 +162,15 @@ class SlackChannel:
         return _http.failure(reply.status, reply.headers, what="slack webhook", code=body)
 
     async def _send_api(self, message: OutboundMessage, payload: dict[str, Any]) -> DeliveryResult:
-        channel = _http.recipient_address(message.recipient) or self._settings.channel
-        body = {"channel": channel, **payload}
+        channel = self._destination(message)
+        body = {
+            "channel": channel,
+            **payload,
+            "metadata": {
+                "event_type": METADATA_EVENT_TYPE,
+                "event_payload": {"delivery_id": message.delivery_id},
+            },
+        }
         if self._settings.username:
             body["username"] = self._settings.username
         if self._settings.icon_emoji:
@@ -171,6 +197,9 @@ class SlackChannel:
         if parsed is None:
             return DeliveryResult(ok=False, detail="slack chat.postMessage: body is not JSON")
         if parsed.get("ok") is True:
+            answered = parsed.get("channel")
+            if isinstance(answered, str) and CONVERSATION_ID.match(answered):
+                self._conversation_ids[channel] = answered
             ts = parsed.get("ts")
             return DeliveryResult(
                 ok=True,
@@ -186,9 +215,93 @@ class SlackChannel:
             retry_after=_http.retry_after(reply.headers) if retry else None,
         )
 
+    def _destination(self, message: OutboundMessage) -> str:
+        return _http.recipient_address(message.recipient) or self._settings.channel
+
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._session.close()
+
+
+class SlackApiChannel(SlackChannel):
+    """The Web API variant: it can also tell whether an in-doubt message already arrived."""
+
+    async def find_delivered(self, message: OutboundMessage, since: float) -> DeliveryResult | None:
+        """Search the conversation's history from ``since`` for the message's delivery id."""
+        what = "slack conversations.history"
+        destination = self._destination(message)
+        conversation = (
+            destination
+            if CONVERSATION_ID.match(destination)
+            else self._conversation_ids.get(destination)
+        )
+        if conversation is None:
+            return DeliveryResult(
+                ok=False, detail=f"{what}: the destination is a name, not a conversation ID"
+            )
+        params = {
+            "channel": conversation,
+            "oldest": f"{max(0.0, since):.6f}",
+            "inclusive": "true",
+            "include_all_metadata": "true",
+            "limit": str(HISTORY_PAGE_LIMIT),
+        }
+        headers = {"Authorization": f"Bearer {self._token}"}
+        for _ in range(HISTORY_MAX_PAGES):
+            reply = await _http.request(
+                self._session,
+                "GET",
+                f"{self._settings.api_url}/conversations.history",
+                what=what,
+                params=params,
+                headers=headers,
+            )
+            if isinstance(reply, DeliveryResult):
+                return DeliveryResult(ok=False, detail=reply.detail)
+            parsed = _http.json_object(reply.text)
+            if reply.status != 200 or parsed is None:
+                return DeliveryResult(ok=False, detail=f"{what}: HTTP {reply.status}")
+            if parsed.get("ok") is not True:
+                code = _http.safe_code(parsed.get("error", "")) or "unknown_error"
+                return DeliveryResult(ok=False, detail=f"{what}: error {code}")
+            messages = parsed.get("messages")
+            if not isinstance(messages, list):
+                return DeliveryResult(ok=False, detail=f"{what}: no messages list")
+            for item in messages:
+                if _carries_delivery(item, message.delivery_id):
+                    ts = item.get("ts")
+                    return DeliveryResult(
+                        ok=True,
+                        detail=f"{what}: found",
+                        upstream_id=str(ts) if ts is not None else None,
+                    )
+            more = parsed.get("has_more")
+            cursor = _next_cursor(parsed)
+            if more is False or (more is None and not cursor):
+                return None
+            if not cursor:
+                return DeliveryResult(ok=False, detail=f"{what}: has_more without a cursor")
+            params["cursor"] = cursor
+        return DeliveryResult(
+            ok=False, detail=f"{what}: not found in {HISTORY_MAX_PAGES} pages, more remain"
+        )
+
+
+def _carries_delivery(item: object, delivery_id: str) -> bool:
+    if not isinstance(item, dict):
+        return False
+    metadata = item.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT_TYPE:
+        return False
+    payload = metadata.get("event_payload")
+    return isinstance(payload, dict) and payload.get("delivery_id") == delivery_id
+
+
+def _next_cursor(parsed: dict[str, Any]) -> str:
+    # Slack ends a listing with an empty next_cursor, or leaves response_metadata out.
+    meta = parsed.get("response_metadata")
+    cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+    return cursor if isinstance(cursor, str) else ""
 
 
 def build_payload(message: OutboundMessage) -> dict[str, Any]:

@@ -4,12 +4,23 @@ A message that fits the GSM 03.38 alphabet is sent as GSM-7: 160 septets alone, 
 segment when concatenated (extension characters such as ``€ [ ]`` take two). Anything else,
 Japanese included, is UCS-2: 70 UTF-16 code units alone, 67 per segment; a character outside
 the BMP takes two units and is never split across segments.
+
+Reconciliation: an in-doubt SMS is looked up in the account's Messages list, filtered by
+``To``, ``From`` (or, with a Messaging Service, matched on ``messaging_service_sid``) and
+``DateSent>`` (on or after that UTC day; Twilio's filter is day-granular), and matched by the
+exact body the channel would send and a ``date_created`` at or after the attempt's start less
+the margin. A message Twilio reports ``failed``/``undelivered``/``canceled`` does not count:
+sending again is better than a page that never arrived.
 """
 
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
 
 from voicedrive_common.confload import Node
+from voicedrive_receiver.channels import _http
 from voicedrive_receiver.channels._twilio import (
     TwilioChannel,
     TwilioClient,
@@ -30,6 +41,11 @@ LIMITS: dict[Encoding, tuple[int, int]] = {"GSM-7": (160, 153), "UCS-2": (70, 67
 ELLIPSIS: dict[Encoding, str] = {"GSM-7": "...", "UCS-2": "…"}
 # Twilio refuses a Body longer than 1600 characters.
 TWILIO_MAX_BODY = 1600
+# Bounded lookup of an in-doubt message: pages of the Messages list, and their size.
+LIST_MAX_PAGES = 5
+LIST_PAGE_SIZE = 50
+# Statuses of a message that did not and will not reach the handset.
+NOT_DELIVERED = frozenset({"failed", "undelivered", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,7 @@ class SmsChannel(TwilioChannel[SmsSettings]):
         to = recipient_number(message, kind="sms")
         if isinstance(to, DeliveryResult):
             return to
-        body = fit(message.rendered.text or message.rendered.subject, self._settings.max_segments)
+        body = self._body(message)
         result = await self._client.create("Messages", {"To": to, "Body": body.text})
         cut = ", truncated" if body.truncated else ""
         note = f" ({body.encoding}, {body.segments} segments{cut})"
@@ -148,3 +164,62 @@ class SmsChannel(TwilioChannel[SmsSettings]):
             permanent=result.permanent,
             upstream_id=result.upstream_id,
         )
+
+    def _body(self, message: OutboundMessage) -> SmsFit:
+        return fit(message.rendered.text or message.rendered.subject, self._settings.max_segments)
+
+    async def find_delivered(self, message: OutboundMessage, since: float) -> DeliveryResult | None:
+        """Look for the exact body sent to the recipient at or after ``since``."""
+        to = recipient_number(message, kind="sms")
+        if isinstance(to, DeliveryResult):
+            return DeliveryResult(ok=False, detail=to.detail)
+        body = self._body(message).text
+        params = {
+            "To": to,
+            "DateSent>": datetime.fromtimestamp(max(0.0, since), UTC).strftime("%Y-%m-%d"),
+            "PageSize": str(LIST_PAGE_SIZE),
+        }
+        if "From" in self._client.sender:
+            params["From"] = self._client.sender["From"]
+        service = self._client.messaging_service_sid
+        pages = self._client.list_pages("Messages", params, max_pages=LIST_MAX_PAGES)
+        async with aclosing(pages):
+            async for page in pages:
+                if isinstance(page, DeliveryResult):
+                    return page
+                for item in page:
+                    if _same_message(item, to=to, body=body, since=since, service=service):
+                        state = _http.safe_code(item.get("status")) or "unknown"
+                        return DeliveryResult(
+                            ok=True,
+                            detail=f"twilio Messages list: found ({state})",
+                            upstream_id=str(item["sid"]),
+                        )
+        return None
+
+
+def _same_message(
+    item: dict[str, Any], *, to: str, body: str, since: float, service: str | None
+) -> bool:
+    if not item.get("sid") or item.get("to") != to or item.get("body") != body:
+        return False
+    if not str(item.get("direction", "")).startswith("outbound"):
+        return False
+    if item.get("status") in NOT_DELIVERED:
+        return False
+    if service is not None and item.get("messaging_service_sid") != service:
+        return False
+    created = _rfc2822(item.get("date_created"))
+    return created is not None and created >= since
+
+
+def _rfc2822(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

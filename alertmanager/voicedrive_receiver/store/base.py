@@ -170,6 +170,16 @@ class OutboxRow:
     attempts: int
     created_at: float
     rendered: Mapping[str, Any]
+    # Start of the first attempt whose outcome is unknown (the previous holder's lease ran out
+    # without a mark, or a send timed out): the upstream may already have the message.
+    doubt_since: float | None = None
+    # When this attempt was claimed.
+    attempt_started_at: float | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """True when an earlier attempt may have reached the upstream unrecorded."""
+        return self.doubt_since is not None
 
 
 @dataclass(frozen=True)
@@ -266,9 +276,15 @@ class Store(Protocol):
         ...
 
     async def mark_delivered(
-        self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
+        self,
+        row: OutboxRow,
+        *,
+        owner: str,
+        now: float,
+        upstream_id: str | None,
+        reconciled: bool = False,
     ) -> bool:
-        """Record success; False when the lease was lost."""
+        """Record success (``reconciled``: found upstream, not sent again); False if lease lost."""
         ...
 
     async def mark_retry(
@@ -280,8 +296,10 @@ class Store(Protocol):
         next_attempt_at: float,
         error: str,
         refund_attempt: bool = False,
+        in_doubt: bool = False,
     ) -> bool:
-        """Schedule another attempt; ``refund_attempt`` when the upstream only throttled."""
+        """Schedule another attempt; ``refund_attempt`` when the upstream only throttled,
+        ``in_doubt`` when this attempt may have reached the upstream (a local timeout)."""
         ...
 
     async def mark_dead(self, row: OutboxRow, *, owner: str, now: float, error: str) -> bool:
@@ -331,7 +349,7 @@ _LOOKUP_CHUNK = 500
 
 _OUTBOX_COLUMNS = (
     "id, delivery_id, purpose, incident_id, group_key, channel, contact, status, level, "
-    "attempts, created_at, rendered"
+    "attempts, created_at, rendered, in_doubt_since, attempt_started_at"
 )
 
 
@@ -349,7 +367,13 @@ def _outbox_row(row: Row) -> OutboxRow:
         attempts=int(row["attempts"]),
         created_at=float(row["created_at"]),
         rendered=json.loads(row["rendered"]),
+        doubt_since=_float_or_none(row["in_doubt_since"]),
+        attempt_started_at=_float_or_none(row["attempt_started_at"]),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if value is not None else None
 
 
 def _incident(row: Row) -> Incident:
@@ -371,13 +395,17 @@ def _incident(row: Row) -> Incident:
     )
 
 
-def _delivered_detail(row: "OutboxRow") -> dict[str, Any]:
-    return {
+def _delivered_detail(row: "OutboxRow", *, reconciled: bool = False) -> dict[str, Any]:
+    detail: dict[str, Any] = {
         "channel": row.channel,
         "contact": row.contact,
         "status": row.status,
         "purpose": row.purpose,
     }
+    if reconciled:
+        # Found at the upstream after an attempt without an outcome: recorded, not resent.
+        detail["reconciled"] = True
+    return detail
 
 
 def _dumps(value: Any) -> str:
@@ -731,9 +759,16 @@ class SqlStore:
         if self.dialect == "postgres":
             pick += " FOR UPDATE OF o SKIP LOCKED"
 
+        # The marks clear lease_owner, so a claimable row that still has one was left by an
+        # attempt that ended without an outcome (its holder died, or hung past the lease): that
+        # send may have reached the upstream. SET reads the old values on SQLite and
+        # PostgreSQL alike, so the doubt is decided from the previous attempt in one statement.
         rows = await self.db.statement(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2, "  # noqa: S608 - constants
-            f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
+            "attempts = attempts + 1, in_doubt_since = CASE WHEN lease_owner IS NOT NULL "
+            "THEN COALESCE(in_doubt_since, attempt_started_at, created_at) "
+            "ELSE in_doubt_since END, attempt_started_at = $4 "
+            f"WHERE id IN ({pick}) RETURNING {_OUTBOX_COLUMNS}",
             owner,
             now + lease,
             channel,
@@ -743,9 +778,16 @@ class SqlStore:
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
     async def mark_delivered(
-        self, row: OutboxRow, *, owner: str, now: float, upstream_id: str | None
+        self,
+        row: OutboxRow,
+        *,
+        owner: str,
+        now: float,
+        upstream_id: str | None,
+        reconciled: bool = False,
     ) -> bool:
         """See Store.mark_delivered."""
+        detail = _dumps(_delivered_detail(row, reconciled=reconciled))
         if self.dialect == "postgres":
             # One round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT): the event is
             # written by the same statement, only when the update matched.
@@ -761,7 +803,7 @@ class SqlStore:
                 owner,
                 now,
                 upstream_id,
-                _dumps(_delivered_detail(row)),
+                detail,
             )
             return bool(rows)
 
@@ -776,7 +818,13 @@ class SqlStore:
                 upstream_id,
             )
             if done is not None and row.incident_id is not None:
-                await self._event(conn, row.incident_id, now, "delivered", _delivered_detail(row))
+                await self._event(
+                    conn,
+                    row.incident_id,
+                    now,
+                    "delivered",
+                    _delivered_detail(row, reconciled=reconciled),
+                )
             return done is not None
 
         return await self.db.run(work)
@@ -790,19 +838,24 @@ class SqlStore:
         next_attempt_at: float,
         error: str,
         refund_attempt: bool = False,
+        in_doubt: bool = False,
     ) -> bool:
         """See Store.mark_retry."""
+        # A doubt already recorded is kept: an earlier attempt may still be the one that arrived.
+        doubt = (row.attempt_started_at or row.created_at) if in_doubt else None
 
         async def work(conn: Connection) -> bool:
             done = await conn.fetchrow(
                 "UPDATE outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL, "
-                "lease_until = NULL, attempts = attempts - $5 "
+                "lease_until = NULL, attempts = attempts - $5, "
+                "in_doubt_since = COALESCE(in_doubt_since, $6) "
                 "WHERE id = $1 AND lease_owner = $2 AND state = 'pending' RETURNING id",
                 row.id,
                 owner,
                 next_attempt_at,
                 error[:500],
                 1 if refund_attempt else 0,
+                doubt,
             )
             return done is not None
 

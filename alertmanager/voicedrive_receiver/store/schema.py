@@ -193,4 +193,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        5,
+        "in-doubt reconciliation: attempt start and the start of the first unsettled attempt",
+        (
+            # When the current (or last) attempt was claimed: a lookup for an earlier send
+            # starts there.
+            "ALTER TABLE outbox ADD COLUMN attempt_started_at {float}",
+            # Set when an attempt ended without an outcome (the lease ran out unmarked, or the
+            # send timed out locally): the upstream may hold the message already. It stays set
+            # until the row is settled, so every later attempt looks back to the first doubt.
+            "ALTER TABLE outbox ADD COLUMN in_doubt_since {float}",
+        ),
+    ),
 )

@@ -101,7 +101,7 @@ async def test_api_post_sends_bearer_token_channel_and_returns_ts(
     result = await channel.send(message())
     assert result.ok
     assert result.upstream_id is not None
-    assert result.upstream_id.startswith("1756684800.")
+    assert result.upstream_id == fake_slack.history["C0EMERGENCY"][-1]["ts"]
     [request] = fake_slack.accepted
     assert request.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
     assert request.headers["Content-Type"] == "application/json; charset=utf-8"

@@ -5,8 +5,11 @@ required fields), records what it received, and answers like the real API. Tell 
 answer the next requests with ``answer_next(...)``; by default it succeeds.
 
 - ``slack.FakeSlack``: incoming webhooks (``POST /services/T/B/X``) and Web API
-  ``POST /api/chat.postMessage``.
-- ``twilio.FakeTwilio``: ``POST /2010-04-01/Accounts/{sid}/Messages.json`` and ``Calls.json``.
+  ``POST /api/chat.postMessage`` (with message metadata) and ``GET /api/conversations.history``.
+- ``twilio.FakeTwilio``: ``POST /2010-04-01/Accounts/{sid}/Messages.json`` and ``Calls.json``,
+  and the Messages list ``GET .../Messages.json``.
+
+Read-only lookups are recorded in ``lookups``, not ``requests`` (which stays what was sent).
 - ``webhook.FakeWebhook``: a generic JSON endpoint ``POST /hook`` with an optional bearer token.
 - ``smtp.SmtpServer``: a real aiosmtpd server, optionally STARTTLS or implicit TLS (trustme
   certificates) and AUTH.

@@ -1,5 +1,6 @@
 """The aiohttp plumbing every HTTP fake shares."""
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ class Recorded:
     body: bytes
     json: Any = None
     form: dict[str, str] = field(default_factory=dict)
+    # The query string, decoded (``DateSent>`` stays a key, as Twilio reads it).
+    query: dict[str, str] = field(default_factory=dict)
     # Why the fake refused the request's shape ("" when the shape was right).
     problem: str = ""
 
@@ -28,6 +31,11 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Read-only lookups (Slack conversations.history, the Twilio Messages list) are kept
+        # apart, so ``requests`` stays the list of things sent.
+        self.lookups: list[Recorded] = []
+        # Set whenever the fake accepts something new (the subclass says what): tests wait on it.
+        self.changed = asyncio.Event()
         self._script: deque[tuple[str, dict[str, Any]]] = deque()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -88,6 +96,7 @@ class FakeServer:
             path=request.path,
             headers=CIMultiDict(request.headers),
             body=body,
+            query=dict(request.query),
         )
         if request.content_type == "application/json":
             try:

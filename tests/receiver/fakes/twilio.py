@@ -8,7 +8,19 @@ limit (400 code 21617). Success is 201 with the new resource (``sid`` SM.../CA..
 ``answer_next(kind)`` kinds: ``ok``, ``rate_limited`` (429 code 20429; option ``retry_after``,
 omitted when None), ``server_error`` (500 code 20500; option ``status``), ``error`` (options
 ``status`` default 400 and ``code`` default 21211), ``error_on_200`` (HTTP 200 with an error
-body and no sid).
+body and no sid), ``hang`` (create at once, answer after option ``seconds``, default 1).
+
+Every Message created is kept (``messages``, oldest first; ``date_created`` from ``now``,
+time.time by default; status ``sent`` at once, so ``date_sent`` equals ``date_created``) and
+``created_bodies`` counts them by ``(To, Body)``. ``GET .../Messages.json`` lists them as Twilio
+does: filters ``To``, ``From``, ``DateSent`` / ``DateSent<`` / ``DateSent>`` (a ``YYYY-MM-DD``
+day, or ``YYYY-MM-DDTHH:MM:SSZ`` whose day is used; the ``>``/``<`` forms are on-or-after /
+on-or-before, as the query key ``DateSent>`` that ``DateSent>=day`` becomes), ``PageSize``
+(1-1000, default 50), ``Page`` with ``PageToken``; newest first; ``{"messages", "page",
+"page_size", "start", "end", "uri", "first_page_uri", "next_page_uri", "previous_page_uri"}``
+with URIs relative to the host and ``next_page_uri`` null on the last page. Unknown or
+malformed filters answer 400 (code 20001 in this fake). ``answer_list_next(kind)``: ``ok``,
+``rate_limited``, ``server_error``.
 """
 
 import asyncio
@@ -17,7 +29,13 @@ import binascii
 import itertools
 import json
 import re
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -36,17 +54,77 @@ MESSAGES = {
     21603: "The source 'from' phone number is required to send an SMS.",
     21205: "Url parameter is required.",
     20404: "The requested resource was not found",
+    20001: "Invalid parameter",
 }
+LIST_PARAMS = frozenset(
+    {"To", "From", "DateSent", "DateSent<", "DateSent>", "PageSize", "Page", "PageToken"}
+)
+DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}:\d{2}Z)?$")
 
 
 class FakeTwilio(FakeServer):
     """Twilio's Messages and Calls resources for one account."""
 
-    def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+    def __init__(
+        self,
+        *,
+        account_sid: str = ACCOUNT_SID,
+        auth_token: str = AUTH_TOKEN,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.now = now
         self._n = itertools.count(1)
+        self.messages: list[dict[str, Any]] = []
+        self.created_bodies: Counter[tuple[str, str]] = Counter()
+        self._list_script: deque[tuple[str, dict[str, Any]]] = deque()
+
+    def answer_list_next(self, kind: str, *, times: int = 1, **options: Any) -> None:
+        """Answer the next ``times`` well-formed Messages list calls with ``kind``."""
+        for _ in range(times):
+            self._list_script.append((kind, options))
+
+    def add_message(
+        self,
+        *,
+        to: str,
+        body: str,
+        created: float,
+        from_: str | None = "+815012345678",
+        status: str = "sent",
+        messaging_service_sid: str | None = None,
+        direction: str = "outbound-api",
+    ) -> dict[str, Any]:
+        """Put a Message into the account's log directly (as another sender would)."""
+        sid = f"SM{next(self._n):032x}"
+        stamp = format_datetime(datetime.fromtimestamp(created, UTC), usegmt=False)
+        message = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "to": to,
+            "from": from_,
+            "messaging_service_sid": messaging_service_sid,
+            "body": body,
+            "status": status,
+            "direction": direction,
+            "num_segments": "1",
+            "num_media": "0",
+            "date_created": stamp,
+            "date_updated": stamp,
+            "date_sent": stamp if status not in ("queued", "accepted", "scheduled") else None,
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "price_unit": "USD",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            "_created": created,
+        }
+        self.messages.append(message)
+        self.changed.set()
+        return message
 
     @property
     def api_url(self) -> str:
@@ -56,6 +134,7 @@ class FakeTwilio(FakeServer):
     def routes(self, app: web.Application) -> None:
         """Both resources."""
         app.router.add_post("/2010-04-01/Accounts/{sid}/{resource}", self._create)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list)
 
     async def _create(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
@@ -92,23 +171,29 @@ class FakeTwilio(FakeServer):
             recorded.problem = "no Twiml or Url"
             return _error(400, 21205)
         kind, options = self._next_answer()
-        if kind == "hang":
-            # Answer late (option ``seconds``, default 1), then succeed: a client timeout.
-            await asyncio.sleep(options.get("seconds", 1.0))
-            kind = "ok"
-        if kind == "ok":
-            prefix = "SM" if resource == "Messages.json" else "CA"
-            sid = f"{prefix}{next(self._n):032x}"
-            body: dict[str, Any] = {
-                "sid": sid,
-                "account_sid": self.account_sid,
-                "to": to,
-                "from": form.get("From"),
-                "status": "queued",
-            }
+        if kind in ("ok", "hang"):
             if resource == "Messages.json":
-                body["body"] = form["Body"]
-                body["num_segments"] = "1"
+                stored = self.add_message(
+                    to=to,
+                    body=form["Body"],
+                    created=self.now(),
+                    from_=form.get("From"),
+                    messaging_service_sid=form.get("MessagingServiceSid"),
+                )
+                self.created_bodies[(to, form["Body"])] += 1
+                body = _public(stored) | {"status": "queued", "date_sent": None}
+            else:
+                body = {
+                    "sid": f"CA{next(self._n):032x}",
+                    "account_sid": self.account_sid,
+                    "to": to,
+                    "from": form.get("From"),
+                    "status": "queued",
+                }
+            if kind == "hang":
+                # Created, but answered late (option ``seconds``, default 1): a client timeout
+                # after Twilio accepted the request.
+                await asyncio.sleep(options.get("seconds", 1.0))
             return web.Response(status=201, text=json.dumps(body), content_type="application/json")
         if kind == "rate_limited":
             headers = {}
@@ -122,6 +207,96 @@ class FakeTwilio(FakeServer):
         if kind == "error_on_200":
             return _error(200, options.get("code", 20500))
         raise ValueError(f"unknown answer {kind!r}")
+
+    async def _list(self, request: web.Request) -> web.Response:
+        recorded = await self.record(request)
+        self.lookups.append(recorded)
+        if _basic_auth(request.headers.get("Authorization", "")) != (
+            self.account_sid,
+            self.auth_token,
+        ) or (request.match_info["sid"] != self.account_sid):
+            recorded.problem = "authentication"
+            return _error(401, 20003)
+        query = request.query
+        unknown = sorted(set(query) - LIST_PARAMS)
+        if unknown:
+            recorded.problem = f"unknown parameters {unknown}"
+            return _error(400, 20001)
+        days: dict[str, date] = {}
+        for key in ("DateSent", "DateSent<", "DateSent>"):
+            if key in query:
+                match = DAY.match(query[key])
+                if match is None:
+                    recorded.problem = f"{key} is not a date"
+                    return _error(400, 20001)
+                days[key] = date.fromisoformat(match.group(1))
+        try:
+            size = int(query.get("PageSize", "50"))
+            page = int(query.get("Page", "0"))
+        except ValueError:
+            recorded.problem = "PageSize/Page not a number"
+            return _error(400, 20001)
+        if not 1 <= size <= 1000 or page < 0:
+            recorded.problem = "PageSize out of range"
+            return _error(400, 20001)
+        if page > 0 and query.get("PageToken") != _page_token(page, size):
+            # Twilio pages only through the URIs it hands out.
+            recorded.problem = "Page without its PageToken"
+            return _error(400, 20001)
+        kind, options = self._list_script.popleft() if self._list_script else ("ok", {})
+        if kind == "rate_limited":
+            return _error(429, 20429, headers={"Retry-After": str(options.get("retry_after", 3))})
+        if kind == "server_error":
+            return _error(options.get("status", 500), 20500)
+        if kind != "ok":
+            raise ValueError(f"unknown answer {kind!r}")
+
+        def wanted(message: dict[str, Any]) -> bool:
+            if "To" in query and message["to"] != query["To"]:
+                return False
+            if "From" in query and message["from"] != query["From"]:
+                return False
+            if days and message["date_sent"] is None:
+                return False  # not sent yet: no sent date to filter on
+            sent = datetime.fromtimestamp(message["_created"], UTC).date()
+            if "DateSent" in days and sent != days["DateSent"]:
+                return False
+            if "DateSent>" in days and sent < days["DateSent>"]:
+                return False
+            return not ("DateSent<" in days and sent > days["DateSent<"])
+
+        matching = [m for m in reversed(self.messages) if wanted(m)]
+        start = page * size
+        items = matching[start : start + size]
+        path = request.path
+        filters = {k: v for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")}
+
+        def uri(number: int) -> str:
+            params = {**filters, "PageSize": str(size), "Page": str(number)}
+            if number > 0:
+                params["PageToken"] = _page_token(number, size)
+            return f"{path}?{urlencode(params)}"
+
+        listing = {
+            "messages": [_public(m) for m in items],
+            "page": page,
+            "page_size": size,
+            "start": start,
+            "end": start + max(len(items) - 1, 0),
+            "uri": uri(page),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) if start + size < len(matching) else None,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+        }
+        return web.Response(status=200, text=json.dumps(listing), content_type="application/json")
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if not k.startswith("_")}
+
+
+def _page_token(page: int, size: int) -> str:
+    return f"PASM{page:08d}{size:04d}"
 
 
 def _error(

@@ -319,6 +319,9 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
             "first_response": _verdict(s.first_response, lang),
             "time_to_acknowledge": format_span(s.time_to_acknowledge, lang),
             "response_due": format_time(s.response_due, lang),
+            # Which configured deadline that instant is: the texts state it, not P2's table.
+            "response_level": str(s.response_level),
+            "response_deadline": format_span(s.response_deadline, lang, hours=True),
             "response": _verdict(s.response, lang),
         }
     return {

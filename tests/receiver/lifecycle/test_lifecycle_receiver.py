@@ -30,6 +30,7 @@ from voicedrive_receiver.channels.base import RenderedMessage
 from voicedrive_receiver.config import ReceiverConfig, parse_config
 from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
 from voicedrive_receiver.lifecycle.persistence import load_incident
+from voicedrive_receiver.rendering import render
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
 from voicedrive_receiver.store.base import Connection
 
@@ -617,3 +618,48 @@ async def test_escalation_message_states_a_wait_under_a_minute_in_seconds(
         await life(h).scheduler.run_once()
         await h.drain()
     assert any(d.startswith("45秒以内に確認されなかったため Level 3") for d in descriptions)
+
+
+def rendering_for_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness renders with the built-in templates instead of its plain texts."""
+    monkeypatch.setattr(rx_helpers, "plain_render", render)
+
+
+def deadlines_config(tmp_path: Path) -> ReceiverConfig:
+    extra = LIFECYCLE_CONFIG.replace(
+        "  escalation:\n",
+        "  escalation:\n    levels: {2: {response_deadline: 45m}, 3: {response_deadline: 20m}}\n",
+    )
+    return make_config(tmp_path, extra=extra)
+
+
+async def test_pages_state_the_configured_response_deadline_of_the_level(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendering_for_real(monkeypatch)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(deadlines_config(tmp_path), store, clock) as h:
+        await open_level2(h)
+        (mail,) = h.channels["email"].sent
+        (slack,) = h.channels["slack"].sent
+    assert "対応期限: 検知から45分以内" in mail.rendered.text
+    assert "対応期限: 45分以内" in slack.rendered.text
+    assert "2時間以内" not in mail.rendered.text + slack.rendered.text
+
+
+async def test_escalation_page_states_the_configured_deadline_of_the_new_level(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendering_for_real(monkeypatch)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(deadlines_config(tmp_path), store, clock) as h:
+        incident_id = await open_level2(h)
+        h.clock.advance(30 * 60)
+        await life(h).scheduler.run_once()
+        await h.drain()
+        sms = [m.rendered.text for m in h.channels["sms"].sent]
+        found = await incident(h, incident_id)
+    assert found["level"] == 3
+    assert sms
+    assert all("20分以内に対応" in text for text in sms)
+    assert not any("1時間以内" in text for text in sms)

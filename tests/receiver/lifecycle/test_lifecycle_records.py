@@ -23,6 +23,7 @@ from voicedrive_receiver.lifecycle.records import (
     RecordFieldError,
     TimelineEvent,
     build_record,
+    describe_event,
     render_record,
     validate_fields,
 )
@@ -223,4 +224,18 @@ def test_english_record_states_the_configured_response_deadline_that_binds() -> 
     text = render_record(configured_deadline_record(), lang="en")
     assert (
         "- Response deadline 2025-09-02 11:15:00 (Tue) JST (45 min from reaching Level 3)" in text
+    )
+
+
+def test_held_step_names_its_release_and_the_digest_step_its_channel() -> None:
+    # Tuesday 10:00 to Wednesday 08:00.
+    until = at(22 * 60)
+    held = TimelineEvent(at(0), "held", channel="email", recipient="medical_ops", until=until)
+    digested = TimelineEvent(until, "digested", channel="email", recipient="medical_ops")
+    assert describe_event(held) == (
+        "営業時間外のため保留: email → medical_ops"
+        "（2025-09-03 08:00:00 (水) JST の営業開始時にまとめて送信）"
+    )
+    assert describe_event(digested, "en") == (
+        "Held message sent in the business-hours digest via email → medical_ops"
     )

@@ -129,6 +129,8 @@ class OutboxPlanner:
             if config.server.external_url
             else ""
         )
+        # The level's configured P2 deadline, the one the SLA measures the incident against.
+        deadline = config.lifecycle.escalation.level(level).response_deadline
         context = build_context(
             status=batch.status,
             level=level,
@@ -142,6 +144,7 @@ class OutboxPlanner:
             group_key=notification.group_key,
             receiver=notification.receiver,
             watch_seconds=config.incidents.reopen_within,
+            respond_seconds=deadline.total_seconds(),
         )
         if batch.status == "firing":
             # Nobody on duty: the fallback was paged, and the message says so (issue 5).

@@ -10,7 +10,8 @@ built in Python. Each failure is logged and counted in
 
 The context is a plain dict (see ``build_context``); ``render`` adds the language-dependent
 keys (``level_name``, ``status_text``, ``respond_within``, ``watch``) and the per-channel cut
-(``shown_alerts``, ``more_count``).
+(``shown_alerts``, ``more_count``). ``respond_within`` states ``respond_seconds``, the level's
+configured response deadline, or the P2 default of the level when the context has none.
 """
 
 import logging
@@ -29,7 +30,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from voicedrive_common.confload import Node
 from voicedrive_receiver.channels.base import RenderedMessage
-from voicedrive_receiver.lifecycle.tokyo import format_span
+from voicedrive_receiver.lifecycle.escalation import DEFAULT_DEADLINES
+from voicedrive_receiver.lifecycle.tokyo import Lang, format_span
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,8 @@ LEVEL_NAMES: dict[str, dict[int, str]] = {
     "ja": {1: "軽微", 2: "中程度", 3: "重大", 4: "システム停止"},
     "en": {1: "minor", 2: "medium", 3: "severe", 4: "system down"},
 }
-RESPOND_WITHIN: dict[str, dict[int, str]] = {
-    "ja": {1: "4時間以内", 2: "2時間以内", 3: "1時間以内", 4: "30分以内"},
-    "en": {1: "within 4 h", 2: "within 2 h", 3: "within 1 h", 4: "within 30 min"},
-}
+# "Respond within" as the texts word it; the span is the level's configured response deadline.
+RESPOND_WITHIN: dict[str, str] = {"ja": "{span}以内", "en": "within {span}"}
 STATUS_TEXT: dict[str, dict[str, str]] = {
     "ja": {"firing": "発生", "resolved": "解決"},
     "en": {"firing": "FIRING", "resolved": "RESOLVED"},
@@ -160,6 +160,7 @@ def build_context(
     group_key: str = "",
     receiver: str = "",
     watch_seconds: float = 1800.0,
+    respond_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The template context from a (stored) Alertmanager group; plain dicts and strings only."""
     plain_alerts = [_plain_alert(a) for a in alerts]
@@ -206,6 +207,9 @@ def build_context(
         "receiver": receiver,
         # The recovery watch (incidents.reopen_within) that resolved messages announce.
         "watch_seconds": float(watch_seconds),
+        # The level's response deadline (lifecycle.escalation.levels.N.response_deadline);
+        # None: the P2 default of the level the message is rendered for.
+        "respond_seconds": None if respond_seconds is None else float(respond_seconds),
     }
 
 
@@ -392,7 +396,10 @@ def _full_context(
     ctx["level_name"] = LEVEL_NAMES[language].get(level, str(level))
     ctx["level_name_ja"] = LEVEL_NAMES["ja"].get(level, str(level))
     ctx["level_name_en"] = LEVEL_NAMES["en"].get(level, str(level))
-    ctx["respond_within"] = RESPOND_WITHIN[language].get(level, "")
+    respond = ctx.get("respond_seconds")
+    ctx["respond_within"] = respond_within(
+        None if respond is None else float(respond), level, language
+    )
     ctx["status_text"] = STATUS_TEXT[language].get(status, status)
     ctx["watch"] = format_span(
         float(ctx.get("watch_seconds") or 0), "en" if language == "en" else "ja"
@@ -406,6 +413,18 @@ def _full_context(
     ctx["more_count"] = max(len(alerts) - max(limit, 0), 0)
     ctx["channel"] = channel_kind
     return ctx
+
+
+def respond_within(seconds: float | None, level: int, language: str) -> str:
+    """``2時間以内`` / ``within 2 h``: ``seconds``, or the P2 deadline of ``level`` when None."""
+    lang: Lang = "en" if language == "en" else "ja"
+    if seconds is None:
+        default = DEFAULT_DEADLINES.get(level)
+        if default is None:
+            return ""
+        seconds = default.total_seconds()
+    span = format_span(seconds, lang, hours=True)
+    return RESPOND_WITHIN[lang].format(span=span)
 
 
 def _assemble(channel_kind: str, texts: Mapping[str, str]) -> RenderedMessage:

@@ -2,7 +2,9 @@
 
 Annotations come from whoever writes rules (or posts to the webhook): a raw ESC, CR, NUL or a
 right-to-left override could forge log lines or hide text, so they are shown as ``\\x1b``,
-``\\r``, ``\\x00``, ``\\u202e`` instead.
+``\\r``, ``\\x00``, ``\\u202e`` instead. Line breaks are text worth keeping, but a line
+of an annotation must not pass for a new entry: ``continued`` prefixes every line it is given
+with a fixed marker, so only the writer's own lines start at the margin.
 """
 
 import re
@@ -13,6 +15,8 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-
 _UNSAFE_BUT_NEWLINE = re.compile(
     "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
 )
+# What the console and the Markdown checklists put before each line of alert text.
+CONTINUATION = "  | "
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -34,3 +38,10 @@ def visible_json(dumped: str) -> str:
     """JSON text (already dumped) with the characters json.dumps leaves raw as ``\\uXXXX``."""
     # Outside strings a dump holds only newlines and spaces, so every match is inside a string.
     return _UNSAFE_BUT_NEWLINE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
+
+
+def continued(text: str, *, marker: str = CONTINUATION, first: bool = True) -> str:
+    """``text`` made visible with ``marker`` before each line (not the first unless ``first``)."""
+    lines = visible(text, keep_newlines=True).split("\n")
+    head = [f"{marker}{lines[0]}"] if first else lines[:1]
+    return "\n".join([*head, *(f"{marker}{line}" for line in lines[1:])])

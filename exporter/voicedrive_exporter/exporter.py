@@ -9,13 +9,15 @@ from pathlib import Path
 import aiohttp
 import psutil
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from voicedrive_common.clock import Clock, SystemClock
 from voicedrive_common.errors import ConfigError
-from voicedrive_common.webconfig import WebConfig
+from voicedrive_common.webconfig import WebConfig, load_web_config
 from voicedrive_exporter import __version__
 from voicedrive_exporter.collector import Exposition
 from voicedrive_exporter.config import Config, load_config
+from voicedrive_exporter.listener import Listener
 from voicedrive_exporter.probes import configured
 from voicedrive_exporter.probes.base import ProbeDeps, SystemStats
 from voicedrive_exporter.probes.http import new_session
@@ -27,7 +29,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Exporter:
-    """Probes in the background and renders their latest results; reloadable."""
+    """Probes in the background and renders their latest results; reloadable.
+
+    A reload re-reads the config file and, when ``web_config_path`` is set, the web config
+    (TLS, basic auth, headers): each file that fails keeps its previous version, and the
+    reload gauge says 1 only when every file was read.
+    """
 
     def __init__(
         self,
@@ -37,9 +44,15 @@ class Exporter:
         clock: Clock | None = None,
         system: SystemStats | None = None,
         session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+        web_config: WebConfig | None = None,
+        web_config_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.web_config_path = web_config_path
+        self.use_web_config(web_config or WebConfig())
+        # Set by whoever opens the socket (main.serve); a reload re-opens it for new TLS.
+        self.listener: Listener | None = None
         self.clock = clock or SystemClock()
         self.store = SnapshotStore()
         self.exposition = Exposition(lambda: self.store.snapshot, version=__version__)
@@ -70,29 +83,66 @@ class Exporter:
         assert self._scheduler is not None
         return self._scheduler
 
+    def use_web_config(self, web_config: WebConfig) -> None:
+        """Serve every following request with ``web_config``'s basic auth and headers."""
+        self._web_middleware = web_config.middleware()
+        self.web_config = web_config
+
+    async def web_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The current web config's middleware (read per request, so a reload applies)."""
+        return await self._web_middleware(request, handler)
+
     async def reload(self) -> bool:
-        """Re-read the config file; on any error keep running the old config."""
-        if self.config_path is None:
+        """Re-read the config and web config files; a file with any error keeps its old one."""
+        if self.config_path is None and self.web_config_path is None:
             return False
         async with self._reload_lock:  # two quick SIGHUPs must not interleave stop and start
-            return await self._reload(self.config_path)
+            ok = True
+            if self.config_path is not None:
+                ok = await self._reload(self.config_path)
+            if self.web_config_path is not None:
+                ok = await self._reload_web(self.web_config_path) and ok
+            self.store.reloaded(ok)
+            return ok
 
     async def _reload(self, path: str | Path) -> bool:
         try:
             config = load_config(path)
         except Exception as exc:  # a bad reload must never stop the exporter
-            # A ConfigError already names file and key; anything else is a loader bug and
-            # gets its type so it can be told apart.
-            reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-            log.error("config reload failed, keeping the previous config", extra={"err": reason})
-            self.store.reloaded(False)
+            log.error(
+                "config reload failed, keeping the previous config", extra={"err": _reason(exc)}
+            )
             return False
         if self._scheduler is not None:
             await self._scheduler.stop()
         self.config = config
         self._start_scheduler()
-        self.store.reloaded(True)
         log.info("config reloaded", extra={"file": str(path)})
+        return True
+
+    async def _reload_web(self, path: str | Path) -> bool:
+        try:
+            web_config = load_web_config(path)
+            # Certificates are read now: a missing or broken file keeps the old listener.
+            ssl_context = web_config.ssl_context()
+        except Exception as exc:  # a bad reload must never stop the exporter
+            log.error(
+                "web config reload failed, keeping the previous web config",
+                extra={"file": str(path), "err": _reason(exc)},
+            )
+            return False
+        listener = self.listener
+        if listener is not None and (listener.tls or ssl_context is not None):
+            try:
+                await listener.restart(ssl_context)
+            except OSError as exc:
+                log.error(
+                    "web config reload failed, keeping the previous web config",
+                    extra={"file": str(path), "err": f"cannot listen: {exc.strerror}"},
+                )
+                return False
+        self.use_web_config(web_config)
+        log.info("web config reloaded", extra={"file": str(path)})
         return True
 
     async def stop(self) -> None:
@@ -101,6 +151,12 @@ class Exporter:
             await self._scheduler.stop()
         if self._session is not None:
             await self._session.close()
+
+
+def _reason(exc: Exception) -> str:
+    # A ConfigError already names file and key; anything else is a loader bug and gets its
+    # type so it can be told apart.
+    return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
 
 
 def _default_session() -> aiohttp.ClientSession:
@@ -143,9 +199,18 @@ async def _ready(request: web.Request) -> web.Response:
 
 
 def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.Application:
-    """The aiohttp app serving /metrics, /, /-/healthy and /-/ready; owns the probe loops."""
-    middlewares = [web_config.middleware()] if web_config is not None else []
-    app = web.Application(middlewares=middlewares)
+    """The aiohttp app serving /metrics, /, /-/healthy and /-/ready; owns the probe loops.
+
+    ``web_config`` replaces the exporter's; either way a reload of it applies to the app.
+    """
+    if web_config is not None:
+        exporter.use_web_config(web_config)
+
+    @web.middleware
+    async def current_web_config(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await exporter.web_middleware(request, handler)
+
+    app = web.Application(middlewares=[current_web_config])
     app[EXPORTER_KEY] = exporter
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/", _landing)

@@ -14,6 +14,7 @@ from voicedrive_common.webconfig import WebConfig, load_web_config
 from voicedrive_exporter import __version__
 from voicedrive_exporter.config import load_config
 from voicedrive_exporter.exporter import Exporter, create_app
+from voicedrive_exporter.listener import Listener
 
 log = logging.getLogger("voicedrive_exporter")
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(exporter: Exporter, web_config: WebConfig, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config and the web config."""
     app = create_app(exporter, web_config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -69,9 +70,10 @@ async def serve(exporter: Exporter, web_config: WebConfig, host: str, port: int)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context())
-        await site.start()
-        log.info("listening", extra={"address": f"{host}:{port}", "version": __version__})
+        listener = Listener(runner, host, port)
+        await listener.start(web_config.ssl_context())
+        exporter.listener = listener
+        log.info("listening", extra={"address": listener.address, "version": __version__})
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -99,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_check:
         print(f"{args.config_file}: OK")
         return 0
-    exporter = Exporter(config, config_path=args.config_file)
+    exporter = Exporter(
+        config,
+        config_path=args.config_file,
+        web_config=web_config,
+        web_config_path=args.web_config,
+    )
     try:
         asyncio.run(serve(exporter, web_config, host, port))
     except OSError as exc:

@@ -1,5 +1,9 @@
 """The demo's channel: print each message to stdout and/or append it as a JSON line to a file.
 
+On stdout a message is a head line ``=== channel -> contact [status] ===`` and its lines, each
+after the marker ``  | ``: no line of alert text can start at the margin and pass for a new
+message or a log line.
+
 A line in the file ("file outbox"): ``ts``, ``delivery_id``, ``channel``, ``contact``,
 ``status``, ``level``, ``incident_id``, ``subject``, ``text``. The recipient's address is
 never written, only its contact key.
@@ -15,7 +19,7 @@ from typing import Any, TextIO
 from voicedrive_common.clock import Clock, SystemClock
 from voicedrive_common.confload import Node
 from voicedrive_receiver.channels.base import DeliveryResult, OutboundMessage
-from voicedrive_receiver.safetext import visible
+from voicedrive_receiver.safetext import CONTINUATION, continued, visible
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,11 @@ class ConsoleChannel:
         if self._settings.stdout:
             stream = self._stream or sys.stdout
             head = f"=== {self.name} -> {message.recipient.contact} [{message.status}] ==="
-            # stdout is the log stream: alert text must not forge lines or smuggle escapes.
+            # stdout is the log stream: alert text must not forge lines or smuggle escapes, so
+            # only the head starts at the margin; every line of the message is marked.
             subject = visible(message.rendered.subject)
-            body = subject + "\n" if subject else ""
-            text = visible(message.rendered.text, keep_newlines=True)
+            body = f"{CONTINUATION}{subject}\n" if subject else ""
+            text = continued(message.rendered.text)
             stream.write(f"{visible(head)}\n{body}{text}\n")
             stream.flush()
         if self._settings.file is not None:

@@ -181,7 +181,8 @@ def _run_incidents(args: argparse.Namespace) -> int:
                 print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
                 return 1
         else:
-            sys.stdout.write(text)
+            # A terminal gets no raw escapes; the record's own indentation keeps its lines apart.
+            sys.stdout.write(visible(text, keep_newlines=True))
         return 0
 
     return _with_store(args, work)

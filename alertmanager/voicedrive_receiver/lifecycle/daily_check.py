@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import jinja2
@@ -29,6 +30,7 @@ from voicedrive_receiver.lifecycle.tokyo import (
     to_tokyo,
     weekday_name,
 )
+from voicedrive_receiver.safetext import CONTINUATION, continued
 
 ItemKey = Literal["duty", "monitoring", "channels", "backup", "review"]
 
@@ -383,6 +385,10 @@ def render_daily_check(report: DailyReport) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+    )
+    # An incident summary is alert text: its lines stay inside their item, behind a marker.
+    env.filters["continued"] = partial(
+        continued, marker=f"    {CONTINUATION.strip()} ", first=False
     )
     template = env.get_template(f"{report.lang}/daily_check.md.j2")
     return template.render(

@@ -399,6 +399,9 @@ class SlaResult:
     time_to_resolve: timedelta | None
     first_response: Verdict
     response: Verdict
+    # The level whose configured deadline binds (``response_due``), and that deadline.
+    response_level: int = 0
+    response_deadline: timedelta | None = None
 
     @property
     def breaches(self) -> tuple[str, ...]:
@@ -417,18 +420,23 @@ def response_due(lc: Lifecycle, policy: EscalationPolicy) -> datetime:
     An escalation brings the stricter deadline of the higher level, from the escalation on;
     the earliest of them is the one that binds.
     """
+    return binding_deadline(lc, policy)[0]
+
+
+def binding_deadline(lc: Lifecycle, policy: EscalationPolicy) -> tuple[datetime, int]:
+    """``response_due`` and the level whose deadline it is (the lowest one on a tie)."""
     dues = []
     for level in range(lc.history[0].to_level, lc.level + 1):
         reached = lc.reached_at(level)
         if reached is not None:
-            dues.append(reached + policy.level(level).response_deadline)
+            dues.append((reached + policy.level(level).response_deadline, level))
     return min(dues)
 
 
 def evaluate_sla(lc: Lifecycle, policy: EscalationPolicy, now: datetime) -> SlaResult:
     """The SLA verdicts at ``now`` (``pending`` while the deadline is still ahead)."""
     first_due = lc.opened_at + policy.first_response
-    resp_due = response_due(lc, policy)
+    resp_due, resp_level = binding_deadline(lc, policy)
     # A resolution before anyone acknowledged is also a first response.
     answered = [t for t in (lc.acknowledged_at, lc.resolved_at) if t is not None]
     first_answer = min(answered) if answered else None
@@ -440,6 +448,8 @@ def evaluate_sla(lc: Lifecycle, policy: EscalationPolicy, now: datetime) -> SlaR
         time_to_resolve=(lc.resolved_at - lc.opened_at) if lc.resolved_at else None,
         first_response=_verdict(first_answer, first_due, now),
         response=_verdict(lc.resolved_at, resp_due, now),
+        response_level=resp_level,
+        response_deadline=policy.level(resp_level).response_deadline,
     )
 
 

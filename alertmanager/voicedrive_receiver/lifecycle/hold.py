@@ -16,9 +16,8 @@ from typing import Any
 from voicedrive_receiver.identity import delivery_id, pair_key
 from voicedrive_receiver.lifecycle.business_hours import Digest, HeldItem, HoldPolicy, decide_hold
 from voicedrive_receiver.lifecycle.tokyo import Lang
-from voicedrive_receiver.store.base import Connection, NewOutboxRow, SqlStore
+from voicedrive_receiver.store.base import HELD_PREFIX, Connection, NewOutboxRow, SqlStore
 
-HELD_PREFIX = "held:"
 _LOCK = "lifecycle:digest"
 
 
@@ -88,6 +87,7 @@ async def release_digests(
             key = (channel, str(r["contact"]), float(r["next_attempt_at"]))
             groups.setdefault(key, []).append(r)
         digests = []
+        digest_keys: dict[int, str] = {}
         for (channel, contact, release), members in groups.items():
             items = tuple(
                 HeldItem(
@@ -103,6 +103,7 @@ async def release_digests(
             # One digest per team and release; items of one contact, oldest first.
             ordered = tuple(sorted(items, key=lambda i: (i.raised_at, i.incident_id)))
             digest = Digest(policy.team, datetime.fromtimestamp(release, UTC), ordered)
+            digest_keys.update((int(m["id"]), digest.key) for m in members)
             digests.append(
                 NewOutboxRow(
                     delivery_id=delivery_id(digest.key, channel, contact),
@@ -122,10 +123,25 @@ async def release_digests(
             # Digest in, held rows out, in this one transaction (Store.enqueue opens its own).
             await store._insert_outbox(conn, digests, now=ts)
             for r in rows:
-                await conn.execute(
-                    "UPDATE outbox SET state = 'digested' WHERE id = $1 AND state = 'pending'",
+                done = await conn.fetchrow(
+                    "UPDATE outbox SET state = 'digested' WHERE id = $1 AND state = 'pending' "
+                    "RETURNING id",
                     int(r["id"]),
                 )
+                if done is not None and r["incident_id"] is not None:
+                    # The held page's incident shows when it went out, and in which digest.
+                    await store.insert_event(
+                        conn,
+                        str(r["incident_id"]),
+                        at=ts,
+                        kind="digested",
+                        detail={
+                            "channel": str(r["channel"]).removeprefix(HELD_PREFIX),
+                            "contact": str(r["contact"]),
+                            "level": int(r["level"]),
+                            "digest": digest_keys[int(r["id"])],
+                        },
+                    )
         return Released(
             digests=len(digests),
             items=len(rows),

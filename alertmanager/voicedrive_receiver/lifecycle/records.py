@@ -60,9 +60,10 @@ class RecordFieldError(LifecycleError):
 class TimelineEvent:
     """One step taken: language-neutral facts, worded at render time.
 
-    ``kind``: opened, notified, notified_resolved, delivery_failed, held, acknowledged, raised,
-    escalated, repaged, resolved, reopened, closed, sla_breach (``note`` = the breached kind),
-    note.
+    ``kind``: opened, notified, notified_resolved, delivery_failed, held (``until`` = its
+    release), digested (a held page went out in the business-hours digest), acknowledged,
+    raised, escalated, repaged, resolved, reopened, closed, sla_breach (``note`` = the breached
+    kind), note.
     """
 
     at: datetime
@@ -73,6 +74,7 @@ class TimelineEvent:
     from_level: int | None = None
     to_level: int | None = None
     note: str = ""
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "notified_resolved": "{target} に解決を通知",
         "raised": "Level {from_level} → Level {to_level} に引き上げ（上位の警報）",
         "delivery_failed": "{target} への通知に失敗",
-        "held": "営業時間外のため保留: {target}",
+        "held": "営業時間外のため保留: {target}（{until} の営業開始時にまとめて送信）",
+        "digested": "保留した通知を営業開始のまとめ通知で送信: {target}",
         "acknowledged": "{actor} が確認（対応開始）",
         "escalated": "Level {from_level} → Level {to_level} にエスカレーション",
         "repaged": "Level {to_level} 再呼び出し（{target}）",
@@ -168,7 +171,8 @@ _EVENT_TEXT: dict[Lang, dict[str, str]] = {
         "notified_resolved": "Resolution sent via {target}",
         "raised": "Raised Level {from_level} → Level {to_level} by a higher alert",
         "delivery_failed": "Delivery failed via {target}",
-        "held": "Held for business hours: {target}",
+        "held": "Held for business hours: {target} (to go out in the digest at {until})",
+        "digested": "Held message sent in the business-hours digest via {target}",
         "acknowledged": "Acknowledged by {actor} (response started)",
         "escalated": "Escalated Level {from_level} → Level {to_level}",
         "repaged": "Level {to_level} re-paged ({target})",
@@ -225,6 +229,7 @@ def describe_event(
         kind=event.kind,
         breach=breach,
         watch=format_span(watch, lang),
+        until=format_time(event.until, lang, empty="?"),
     )
     if event.actor and event.kind not in _NAMES_ACTOR:
         text += f" [{event.actor}]"
@@ -319,6 +324,9 @@ def _context(record: IncidentRecord, lang: Lang) -> dict[str, Any]:
             "first_response": _verdict(s.first_response, lang),
             "time_to_acknowledge": format_span(s.time_to_acknowledge, lang),
             "response_due": format_time(s.response_due, lang),
+            # Which configured deadline that instant is: the texts state it, not P2's table.
+            "response_level": str(s.response_level),
+            "response_deadline": format_span(s.response_deadline, lang, hours=True),
             "response": _verdict(s.response, lang),
         }
     return {

@@ -256,7 +256,12 @@ class LifecycleScheduler:
             incident_id=incident.id,
             incident_url=f"{url}/api/incidents/{incident.id}" if url else "",
             group_key=incident.group_key,
+            respond_seconds=self._respond_seconds(level),
         )
+
+    def _respond_seconds(self, level: int) -> float:
+        # The deadline the SLA counts for the level from when it was reached (configured).
+        return self.settings.escalation.level(level).response_deadline.total_seconds()
 
     async def check_watchdog(self, now: datetime) -> bool:
         """Update the heartbeat gauge; page once per silence when it is too old. True if paged."""
@@ -279,6 +284,7 @@ class LifecycleScheduler:
             alerts=[],
             common_labels={"alertname": "WatchdogMissing", "system": "voicedrive"},
             common_annotations={"summary": text, "description": text},
+            respond_seconds=self._respond_seconds(3),
         )
         rows = []
         for page in settings.page:

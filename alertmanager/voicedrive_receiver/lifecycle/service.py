@@ -38,6 +38,15 @@ def _level(value: Any) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def timeline_of(events: Sequence[Mapping[str, Any]]) -> tuple[TimelineEvent, ...]:
     """The record's steps from the stored incident events (record edits are not steps)."""
     out = []
@@ -66,6 +75,16 @@ def timeline_of(events: Sequence[Mapping[str, Any]]) -> tuple[TimelineEvent, ...
                     "delivery_failed",
                     channel=str(d.get("channel", "")),
                     recipient=str(d.get("contact", "")),
+                )
+            )
+        elif kind in ("held", "digested"):
+            out.append(
+                TimelineEvent(
+                    at,
+                    kind,
+                    channel=str(d.get("channel", "")),
+                    recipient=str(d.get("contact", "")),
+                    until=_instant(d.get("release_at")),
                 )
             )
         elif kind in ("acknowledged", "resolved"):

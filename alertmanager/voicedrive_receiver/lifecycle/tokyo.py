@@ -35,19 +35,31 @@ def format_time(when: datetime | None, lang: Lang = "ja", *, empty: str = "") ->
     return f"{local:%Y-%m-%d %H:%M:%S} ({weekday_name(local.date(), lang)}) JST"
 
 
-def format_span(value: timedelta | float | None, lang: Lang = "ja", *, empty: str = "") -> str:
+def format_span(
+    value: timedelta | float | None, lang: Lang = "ja", *, empty: str = "", hours: bool = False
+) -> str:
     """A wait or span as people read it: ``45秒``, ``1分30秒``, ``30分`` (``45 s``, ``1 min 30 s``).
 
-    Whole seconds, rounded down; under a minute it is seconds, never ``0分``.
+    Whole seconds, rounded down; under a minute it is seconds, never ``0分``. With ``hours``, an
+    hour or more reads ``4時間``, ``1時間30分`` (``4 h``, ``1 h 30 min``), as P2 writes deadlines.
     """
     if value is None:
         return empty
     total = value.total_seconds() if isinstance(value, timedelta) else float(value)
     minutes, seconds = divmod(max(int(total), 0), 60)
+    whole_hours = 0
+    if hours:
+        whole_hours, minutes = divmod(minutes, 60)
     if lang == "en":
-        if not minutes:
-            return f"{seconds} s"
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    if not minutes:
-        return f"{seconds}秒"
-    return f"{minutes}分{seconds}秒" if seconds else f"{minutes}分"
+        parts = [f"{whole_hours} h"] if whole_hours else []
+        if minutes:
+            parts.append(f"{minutes} min")
+        if seconds or not parts:
+            parts.append(f"{seconds} s")
+        return " ".join(parts)
+    text = f"{whole_hours}時間" if whole_hours else ""
+    if minutes:
+        text += f"{minutes}分"
+    if seconds or not text:
+        text += f"{seconds}秒"
+    return text

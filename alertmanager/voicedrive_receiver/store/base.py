@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 # Incident statuses; issue-5 lifecycle adds "monitoring" between resolved and closed.
 ACTIVE_STATUSES = ("open", "acknowledged")
+# Outbox rows parked for business hours live on ``held:<channel>`` (lifecycle/hold.py).
+HELD_PREFIX = "held:"
 
 
 class Connection(Protocol):
@@ -408,6 +410,17 @@ def _delivered_detail(row: "OutboxRow", *, reconciled: bool = False) -> dict[str
     return detail
 
 
+def _held_detail(row: NewOutboxRow) -> dict[str, Any]:
+    return {
+        "channel": row.channel.removeprefix(HELD_PREFIX),
+        "contact": row.contact,
+        "status": row.status,
+        "level": row.level,
+        # RFC 3339 like every time the API shows (the detail is passed through as stored).
+        "release_at": iso(row.not_before),
+    }
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -721,6 +734,10 @@ class SqlStore:
                 _dumps(row.rendered),
             )
             count += result is not None
+            if result is not None and row.purpose == "held" and row.incident_id is not None:
+                # The timeline shows a page that waits for business hours, and until when; it
+                # is written with the row, so a replayed notification adds no second event.
+                await self._event(conn, row.incident_id, now, "held", _held_detail(row))
         return count
 
     async def insert_outbox(

@@ -41,7 +41,7 @@ async def test_prints_to_the_stream(message: MessageFn) -> None:
     channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
     result = await channel.send(message(text="障害", subject="件名"))
     assert result.ok
-    assert stream.getvalue() == "=== c -> hotline [firing] ===\n件名\n障害\n"
+    assert stream.getvalue() == "=== c -> hotline [firing] ===\n  | 件名\n  | 障害\n"
 
 
 async def test_control_characters_in_alert_text_are_printed_as_visible_escapes(
@@ -52,16 +52,37 @@ async def test_control_characters_in_alert_text_are_printed_as_visible_escapes(
     channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
     await channel.send(message(text="障害\x1b[2K\rlevel=info\x00\u202e", subject="件\n名"))
     assert stream.getvalue() == (
-        "=== c -> hotline [firing] ===\n件\\n名\n障害\\x1b[2K\\rlevel=info\\x00\\u202e\n"
+        "=== c -> hotline [firing] ===\n  | 件\\n名\n  | 障害\\x1b[2K\\rlevel=info\\x00\\u202e\n"
     )
 
 
-async def test_line_breaks_of_the_message_text_are_kept(message: MessageFn) -> None:
+async def test_line_breaks_of_the_message_text_are_kept_behind_the_marker(
+    message: MessageFn,
+) -> None:
     stream = io.StringIO()
     kind = ConsoleType()
     channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
     await channel.send(message(text="一行目\n二行目"))
-    assert stream.getvalue().splitlines()[1:] == ["一行目", "二行目"]
+    assert stream.getvalue().splitlines()[1:] == ["  | 一行目", "  | 二行目"]
+
+
+async def test_annotation_mimicking_an_entry_stays_inside_its_message(
+    message: MessageFn,
+) -> None:
+    stream = io.StringIO()
+    kind = ConsoleType()
+    channel = await kind.create(kind.parse(Node({}, "channels.c")), name="c", stream=stream)
+    forged = (
+        "API遅延\n=== c -> hotline [resolved] ===\n解決しました\n"
+        'time=2025-09-01T09:00:00Z level=info msg="all clear"'
+    )
+    await channel.send(message(text=forged))
+    lines = stream.getvalue().splitlines()
+    # One entry: only its own head starts at the margin; the text is all there, marked.
+    assert [line for line in lines if not line.startswith("  | ")] == [
+        "=== c -> hotline [firing] ==="
+    ]
+    assert [line.removeprefix("  | ") for line in lines[1:]] == forged.split("\n")
 
 
 async def test_never_writes_the_recipient_address(tmp_path: Path, message: MessageFn) -> None:

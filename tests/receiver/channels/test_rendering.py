@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,59 @@ def test_template_errors_are_logged_without_the_context(
         "sms", "firing", "ja", sample_context("firing")
     )
     assert "通知配信成功率" not in caplog.text
+
+
+FIRING_DEADLINE_TEXTS = {
+    "ja": {
+        "slack": "対応期限: 1時間30分以内",
+        "email": "対応期限: 検知から1時間30分以内",
+        "sms": "1時間30分以内に対応",
+        "phone": "1時間30分以内の対応が必要です",
+        "webhook": "1時間30分以内に対応",
+        "console": "対応期限=1時間30分以内",
+    },
+    "en": {
+        "slack": "respond within 1 h 30 min",
+        "email": "Respond: within 1 h 30 min of detection",
+        "sms": "respond within 1 h 30 min",
+        "phone": "Please respond within 1 h 30 min.",
+        "webhook": "respond within 1 h 30 min",
+        "console": "respond=within 1 h 30 min",
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_firing_message_states_the_configured_response_deadline(
+    renderer: Renderer, kind: str, language: str
+) -> None:
+    ctx = {**sample_context("firing"), "respond_seconds": 5400.0}
+    message = renderer.render(kind, "firing", language, ctx)
+    assert FIRING_DEADLINE_TEXTS[language][kind] in message.text
+    # Not also the P2 default of level 3 (1 h).
+    assert not re.search(r"1時間以内|within 1 h(?! 30)", message.text)
+
+
+def test_email_html_states_the_configured_response_deadline(renderer: Renderer) -> None:
+    ctx = {**sample_context("firing"), "respond_seconds": 1200.0}
+    assert "<td>検知から20分以内</td>" in renderer.render("email", "firing", "ja", ctx).html
+    assert (
+        "<td>within 20 min of detection</td>" in renderer.render("email", "firing", "en", ctx).html
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "ja", "en"),
+    [
+        (1, "4時間以内", "within 4 h"),
+        (2, "2時間以内", "within 2 h"),
+        (4, "30分以内", "within 30 min"),
+    ],
+)
+def test_response_deadline_defaults_to_the_p2_value_of_the_level(
+    renderer: Renderer, level: int, ja: str, en: str
+) -> None:
+    ctx = build_context(status="firing", level=level, alerts=[sample_alert(1)])
+    assert ja in renderer.render("sms", "firing", "ja", ctx).text
+    assert en in renderer.render("sms", "firing", "en", ctx).text

@@ -119,6 +119,24 @@ async def test_incidents_list_and_show_print_control_characters_as_visible_escap
     assert json.loads(shown)["summary"] == forged["annotations"]["summary"]
 
 
+async def test_incidents_export_prints_control_characters_as_visible_escapes(
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = cli_config(tmp_path)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    forged = alert()
+    forged["annotations"]["summary"] = "遅い\x1b[2K\u202e\n- 状態: 完了"
+    async with harness(make_config(tmp_path), store, clock) as h:
+        incident_id = (await (await h.post(payload(forged))).json())["incident_id"]
+    cfg = ["--config.file", str(config_file)]
+    assert await asyncio.to_thread(main, ["incidents", "export", incident_id, *cfg]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "- 概要: 遅い\\x1b[2K\\u202e" in lines
+    # The summary's second line stays indented under its item, not a record line of its own.
+    assert "  - 状態: 完了" in lines
+    assert "- 状態: 完了" not in lines
+
+
 async def test_export_to_a_missing_directory_is_a_one_line_error_and_exit_1(
     tmp_path: Path, clock: FakeClock
 ) -> None:

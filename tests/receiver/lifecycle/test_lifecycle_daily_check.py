@@ -187,6 +187,21 @@ def test_markdown_rendering_is_a_checklist() -> None:
     assert "結果: 要確認あり" in text
 
 
+def test_markdown_keeps_a_multi_line_summary_inside_its_item_behind_a_marker() -> None:
+    forged = replace(
+        yesterday_incident(timedelta(minutes=5)),
+        summary="API応答遅延\n- [x] 監視システム正常動作確認\x1b[2K",
+    )
+    inputs = replace(healthy(), watchdog_last_seen=None, incidents=(forged,))
+    lines = render_daily_check(build_daily_check(inputs)).splitlines()
+    # The forged item is not a checklist line; the real, failing one still is.
+    assert [line for line in lines if "監視システム正常動作確認" in line] == [
+        "- [ ] 監視システム正常動作確認",
+        "    | - [x] 監視システム正常動作確認\\x1b[2K、初動 達成・対応 達成",
+    ]
+    assert "  - inc-7 Level 2 14:00-14:47（47分） API応答遅延" in lines
+
+
 def test_json_form_carries_the_verdicts() -> None:
     data = build_daily_check(healthy(), lang="en").to_dict()
     assert data["date"] == "2025-09-04"

@@ -30,6 +30,7 @@ from voicedrive_receiver.channels.base import RenderedMessage
 from voicedrive_receiver.config import ReceiverConfig, parse_config
 from voicedrive_receiver.lifecycle.api import LIFECYCLE, LifecycleServices
 from voicedrive_receiver.lifecycle.persistence import load_incident
+from voicedrive_receiver.rendering import render
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
 from voicedrive_receiver.store.base import Connection
 
@@ -614,3 +615,162 @@ async def test_escalation_message_states_a_wait_under_a_minute_in_seconds(
         await life(h).scheduler.run_once()
         await h.drain()
     assert any(d.startswith("45秒以内に確認されなかったため Level 3") for d in descriptions)
+
+
+def rendering_for_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness renders with the built-in templates instead of its plain texts."""
+    monkeypatch.setattr(rx_helpers, "plain_render", render)
+
+
+def deadlines_config(tmp_path: Path) -> ReceiverConfig:
+    extra = LIFECYCLE_CONFIG.replace(
+        "  escalation:\n",
+        "  escalation:\n    levels: {2: {response_deadline: 45m}, 3: {response_deadline: 20m}}\n",
+    )
+    return make_config(tmp_path, extra=extra)
+
+
+async def test_pages_state_the_configured_response_deadline_of_the_level(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendering_for_real(monkeypatch)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(deadlines_config(tmp_path), store, clock) as h:
+        await open_level2(h)
+        (mail,) = h.channels["email"].sent
+        (slack,) = h.channels["slack"].sent
+    assert "対応期限: 検知から45分以内" in mail.rendered.text
+    assert "対応期限: 45分以内" in slack.rendered.text
+    assert "2時間以内" not in mail.rendered.text + slack.rendered.text
+
+
+async def test_escalation_page_states_the_configured_deadline_of_the_new_level(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendering_for_real(monkeypatch)
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(deadlines_config(tmp_path), store, clock) as h:
+        incident_id = await open_level2(h)
+        h.clock.advance(30 * 60)
+        await life(h).scheduler.run_once()
+        await h.drain()
+        sms = [m.rendered.text for m in h.channels["sms"].sent]
+        found = await incident(h, incident_id)
+    assert found["level"] == 3
+    assert sms
+    assert all("20分以内に対応" in text for text in sms)
+    assert not any("1時間以内" in text for text in sms)
+
+
+async def hold_overnight_and_release(h: Harness) -> str:
+    """A Level 2 page for the medical team at 18:00 Monday, released Tuesday 08:00."""
+    h.clock.advance(9 * 3600)  # Monday 2025-09-01 18:00:00 JST: business hours are over
+    resp = await h.post(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
+    incident_id: str = (await resp.json())["incident_id"]
+    ack = f"/api/incidents/{incident_id}/ack"
+    assert (await h.client.post(ack, json={"by": "sato"}, headers=AUTH)).status == 200
+    await h.drain()
+    h.clock.set(datetime.fromisoformat("2025-09-02T08:00:00+09:00"))
+    await life(h).scheduler.run_once()
+    await h.drain()
+    return incident_id
+
+
+def held_events(found: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (e["kind"], e["at"], e["detail"])
+        for e in found["timeline"]
+        if e["kind"] in ("held", "digested")
+    ]
+
+
+async def test_held_page_and_its_digest_appear_in_the_incident_timeline(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(medical_email_config(tmp_path), store, clock) as h:
+        incident_id = await hold_overnight_and_release(h)
+        found = await incident(h, incident_id)
+    assert held_events(found) == [
+        (
+            "held",
+            "2025-09-01T09:00:00.000Z",
+            {
+                "channel": "email",
+                "contact": "medical_ops",
+                "level": 2,
+                "status": "firing",
+                "release_at": "2025-09-01T23:00:00.000Z",
+            },
+        ),
+        (
+            "digested",
+            "2025-09-01T23:00:00.000Z",
+            {
+                "channel": "email",
+                "contact": "medical_ops",
+                "level": 2,
+                "digest": "digest:medical:2025-09-02T08:00",
+            },
+        ),
+    ]
+
+
+async def test_a_replayed_notification_adds_no_second_held_event(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(medical_email_config(tmp_path), store, clock) as h:
+        clock.advance(9 * 3600)
+        body = payload(alert(starts_at="2025-09-01T18:00:00+09:00"))
+        incident_id = (await (await h.post(body)).json())["incident_id"]
+        await h.post(body)
+        found = await incident(h, incident_id)
+    assert [kind for kind, _, _ in held_events(found)] == ["held"]
+
+
+async def test_record_shows_the_held_page_with_its_release_and_the_digest(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "receiver.db"))
+    async with harness(medical_email_config(tmp_path), store, clock) as h:
+        incident_id = await hold_overnight_and_release(h)
+        url = f"/api/incidents/{incident_id}/record.md"
+        ja = await (await h.client.get(url, headers=AUTH)).text()
+        en = await (await h.client.get(f"{url}?lang=en", headers=AUTH)).text()
+    assert (
+        "  - 2025-09-01 18:00:00 (月) JST 営業時間外のため保留: email → medical_ops"
+        "（2025-09-02 08:00:00 (火) JST の営業開始時にまとめて送信）\n"
+    ) in ja
+    assert (
+        "  - 2025-09-02 08:00:00 (火) JST 保留した通知を営業開始のまとめ通知で送信:"
+        " email → medical_ops\n"
+    ) in ja
+    assert (
+        "  - 2025-09-01 18:00:00 (Mon) JST Held for business hours: email → medical_ops"
+        " (to go out in the digest at 2025-09-02 08:00:00 (Tue) JST)\n"
+    ) in en
+    assert (
+        "  - 2025-09-02 08:00:00 (Tue) JST Held message sent in the business-hours digest"
+        " via email → medical_ops\n"
+    ) in en
+
+
+@pytest.mark.integration
+async def test_held_and_digested_events_on_postgres(
+    tmp_path: Path, clock: FakeClock, postgres: ThrowawayPostgres
+) -> None:
+    dsn = postgres.create_database(f"rxl_{uuid.uuid4().hex[:10]}")
+    text = config_text(tmp_path, store=f"postgres: {{dsn: '{dsn}'}}", extra=LIFECYCLE_CONFIG)
+    text = text.replace(
+        "{level: 2, channel: email, to: [tech_lead]}",
+        "{level: 2, channel: email, to: [tech_lead, team:medical]}",
+    )
+    config = parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
+    async with harness(config, await open_postgres_store(dsn), clock) as h:
+        incident_id = await hold_overnight_and_release(h)
+        found = await incident(h, incident_id)
+    assert [(kind, at) for kind, at, _ in held_events(found)] == [
+        ("held", "2025-09-01T09:00:00.000Z"),
+        ("digested", "2025-09-01T23:00:00.000Z"),
+    ]

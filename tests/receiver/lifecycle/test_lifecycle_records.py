@@ -14,6 +14,7 @@ from voicedrive_receiver.lifecycle.escalation import (
     Lifecycle,
     acknowledge,
     apply_step,
+    evaluate_sla,
     open_incident,
     resolve,
 )
@@ -22,6 +23,7 @@ from voicedrive_receiver.lifecycle.records import (
     RecordFieldError,
     TimelineEvent,
     build_record,
+    describe_event,
     render_record,
     validate_fields,
 )
@@ -203,3 +205,37 @@ def test_english_record_names_the_configured_watch_and_first_response_target() -
     assert "SLA breached: first response within 5 min" in text
     assert "Resolved (watch of 45 s started)" in text
     assert "Watch of 45 s over without recurrence: closed" in text
+
+
+def configured_deadline_record() -> IncidentRecord:
+    levels = {**POLICY.levels, 3: replace(POLICY.level(3), response_deadline=timedelta(minutes=45))}
+    return replace(
+        full_record(), sla=evaluate_sla(full_lifecycle(), replace(POLICY, levels=levels), at(110))
+    )
+
+
+def test_record_states_the_configured_response_deadline_that_binds() -> None:
+    # Level 3 was reached at 10:30; its configured 45 min ends before Level 2's 2 h (12:00).
+    text = render_record(configured_deadline_record())
+    assert "- 対応期限 2025-09-02 11:15:00 (火) JST（Level 3 到達から45分）: 達成" in text
+
+
+def test_english_record_states_the_configured_response_deadline_that_binds() -> None:
+    text = render_record(configured_deadline_record(), lang="en")
+    assert (
+        "- Response deadline 2025-09-02 11:15:00 (Tue) JST (45 min from reaching Level 3)" in text
+    )
+
+
+def test_held_step_names_its_release_and_the_digest_step_its_channel() -> None:
+    # Tuesday 10:00 to Wednesday 08:00.
+    until = at(22 * 60)
+    held = TimelineEvent(at(0), "held", channel="email", recipient="medical_ops", until=until)
+    digested = TimelineEvent(until, "digested", channel="email", recipient="medical_ops")
+    assert describe_event(held) == (
+        "営業時間外のため保留: email → medical_ops"
+        "（2025-09-03 08:00:00 (水) JST の営業開始時にまとめて送信）"
+    )
+    assert describe_event(digested, "en") == (
+        "Held message sent in the business-hours digest via email → medical_ops"
+    )

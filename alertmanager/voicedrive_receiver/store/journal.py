@@ -98,16 +98,17 @@ class Journal:
         )
 
     async def stats(self) -> JournalStats:
-        """Counts for the gauges."""
-        rows = await self.db.statement(
-            "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL) AS pending, "
-            "MIN(received_at) FILTER (WHERE failed_at IS NULL) AS oldest, "
-            "COUNT(*) FILTER (WHERE failed_at IS NOT NULL) AS failed FROM webhook_journal"
+        """Counts for the gauges (index-only: the payloads are not read)."""
+        waiting = await self.db.statement(
+            "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM webhook_journal "
+            "WHERE failed_at IS NULL"
         )
-        row = rows[0]
-        oldest = row["oldest"]
+        failed = await self.db.statement(
+            "SELECT COUNT(*) AS n FROM webhook_journal WHERE failed_at IS NOT NULL"
+        )
+        oldest = waiting[0]["oldest"]
         return JournalStats(
-            pending=int(row["pending"] or 0),
+            pending=int(waiting[0]["n"]),
             oldest_received_at=float(oldest) if oldest is not None else None,
-            failed=int(row["failed"] or 0),
+            failed=int(failed[0]["n"]),
         )

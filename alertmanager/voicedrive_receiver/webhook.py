@@ -26,17 +26,13 @@ def _json(
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds ``limit`` bytes."""
+    """The body, or None when it exceeds ``limit`` bytes (the app's client_max_size)."""
     if request.content_length is not None and request.content_length > limit:
         return None
-    chunks = []
-    size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
 
 
 async def handle(request: web.Request) -> web.Response:

@@ -75,6 +75,10 @@ class Processor:
         self._tokens = float(BURST)
         self._refilled = float("-inf")
         self._last_refresh = float("-inf")
+        # Journal id below which this instance has nothing left to do, so a query never walks
+        # the rows it deleted (PostgreSQL keeps them in the index until vacuumed).
+        self._cursor = 0
+        self._full_scan_at = float("-inf")
         # group key -> (incident id, level) at its last ingest: a guess that lets rendering
         # happen before the transaction (the transaction checks it, see OutboxPlanner).
         self._hints: dict[str, tuple[str, int]] = {}
@@ -92,12 +96,14 @@ class Processor:
     async def process_pending(self, *, limit: int = BATCH) -> list[Processed]:
         """Process up to ``limit`` journaled notifications, oldest first."""
         svc = self.svc
-        entries = await svc.store.journal.pending(
-            owner=svc.instance,
-            now=svc.clock.now().timestamp(),
-            takeover_after=self.takeover_after,
-            limit=limit,
-        )
+        now = svc.clock.now().timestamp()
+        if now - self._full_scan_at >= self.takeover_after / 2:
+            # Rows skipped below the cursor (a live peer's, since abandoned) are found again.
+            self._cursor, self._full_scan_at = 0, now
+        entries = await self._pending(now, limit)
+        if not entries and self._cursor:
+            self._cursor, self._full_scan_at = 0, now
+            entries = await self._pending(now, limit)
         if not entries:
             self.backlog = 0
         # One chain per group, in journal order; chains run side by side.
@@ -119,8 +125,20 @@ class Processor:
         )
         for result in results:
             if isinstance(result, BaseException):
+                self._cursor = 0
                 raise result  # StoreUnavailable: the rest stays journaled for the next round
+        if entries:
+            self._cursor = entries[-1].id
         return [done[e.id] for e in entries]
+
+    async def _pending(self, now: float, limit: int) -> list[JournalEntry]:
+        return await self.svc.store.journal.pending(
+            owner=self.svc.instance,
+            now=now,
+            takeover_after=self.takeover_after,
+            limit=limit,
+            after=self._cursor,
+        )
 
     def webhooks_active(self) -> bool:
         """Whether webhooks are being answered now or were a moment ago."""

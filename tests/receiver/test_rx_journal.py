@@ -1,6 +1,7 @@
 """The webhook journal: a 2xx means journaled; processing follows, once, in order per group."""
 
 import asyncio
+import json
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -112,3 +113,22 @@ async def test_two_processors_on_one_postgres_process_each_notification_once(
         assert outcomes.count("stored") == 20
         assert set(outcomes) <= {"stored", "elsewhere"}
         assert len(await rx.store.list_incidents()) == 20
+
+
+async def test_a_peer_row_passed_over_earlier_is_taken_over_once_abandoned(
+    rx: Harness, clock: FakeClock
+) -> None:
+    peer_body = json.dumps(payload(group_key="{}:{peer}"))
+    now = clock.now().timestamp()
+    await rx.store.journal.append(
+        group_key="{}:{peer}", received_at=now, owner="peer", payload=peer_body
+    )
+    own = await rx.ingest(payload(alert(level="2")))
+    assert own.outcome == "stored"  # the peer's older row was passed over, not waited for
+    clock.advance(rx.services.config.outbox.lease)
+    [taken] = await rx.processor.process_pending()
+    assert taken.outcome == "stored"
+    assert {i.group_key for i in await rx.store.list_incidents()} == {
+        '{}:{alertname="VoiceDriveApiSlow"}',
+        "{}:{peer}",
+    }

@@ -62,21 +62,23 @@ class Journal:
         return int(rows[0]["id"])
 
     async def pending(
-        self, *, owner: str, now: float, takeover_after: float, limit: int
+        self, *, owner: str, now: float, takeover_after: float, limit: int, after: int = 0
     ) -> list[JournalEntry]:
         """The oldest rows this instance should process: its own, and abandoned ones.
 
         Processed one after the other in id order, a group's notifications keep the order in
         which they were accepted. Only a live peer's rows are skipped (a primary-key scan that
-        passes over at most what that peer accepted within ``takeover_after``).
+        passes over at most what that peer accepted within ``takeover_after``). ``after``: only
+        ids above it.
         """
         rows = await self.db.statement(
             "SELECT id, group_key, received_at, payload FROM webhook_journal "
-            "WHERE failed_at IS NULL AND (owner = $1 OR received_at <= $2) "
+            "WHERE id > $4 AND failed_at IS NULL AND (owner = $1 OR received_at <= $2) "
             "ORDER BY id LIMIT $3",
             owner,
             now - takeover_after,
             limit,
+            after,
         )
         return [_entry(r) for r in rows]
 

@@ -127,7 +127,7 @@ async def test_incidents_export_prints_control_characters_as_visible_escapes(
     forged = alert()
     forged["annotations"]["summary"] = "遅い\x1b[2K\u202e\n- 状態: 完了"
     async with harness(make_config(tmp_path), store, clock) as h:
-        incident_id = (await (await h.post(payload(forged))).json())["incident_id"]
+        incident_id = (await h.ingest(payload(forged))).incident_id
     cfg = ["--config.file", str(config_file)]
     assert await asyncio.to_thread(main, ["incidents", "export", incident_id, *cfg]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -665,8 +665,10 @@ async def test_escalation_page_states_the_configured_deadline_of_the_new_level(
 async def hold_overnight_and_release(h: Harness) -> str:
     """A Level 2 page for the medical team at 18:00 Monday, released Tuesday 08:00."""
     h.clock.advance(9 * 3600)  # Monday 2025-09-01 18:00:00 JST: business hours are over
-    resp = await h.post(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
-    incident_id: str = (await resp.json())["incident_id"]
+    incident_id = (
+        await h.ingest(payload(alert(starts_at="2025-09-01T18:00:00+09:00")))
+    ).incident_id
+    assert incident_id is not None
     ack = f"/api/incidents/{incident_id}/ack"
     assert (await h.client.post(ack, json={"by": "sato"}, headers=AUTH)).status == 200
     await h.drain()
@@ -723,7 +725,8 @@ async def test_a_replayed_notification_adds_no_second_held_event(
     async with harness(medical_email_config(tmp_path), store, clock) as h:
         clock.advance(9 * 3600)
         body = payload(alert(starts_at="2025-09-01T18:00:00+09:00"))
-        incident_id = (await (await h.post(body)).json())["incident_id"]
+        incident_id = (await h.ingest(body)).incident_id
+        assert incident_id is not None
         await h.post(body)
         found = await incident(h, incident_id)
     assert [kind for kind, _, _ in held_events(found)] == ["held"]

@@ -12,6 +12,7 @@ at a time.
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -248,16 +249,22 @@ class Processor:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             self._wake.clear()
+            failed = False
+            done: list[Processed] = []
             try:
                 done = await self.process_pending()
-                if loop.time() - self._last_refresh >= REFRESH_INTERVAL:
-                    self._last_refresh = loop.time()
-                    await self.refresh_gauges()
             except StoreUnavailable as exc:
                 log.warning("journal processing: store unavailable", extra={"err": str(exc)})
+                failed = True
+            # Also when processing failed: a store that still answers reads (a full disk, a
+            # read-only standby) must show the backlog growing, not the last good snapshot.
+            if loop.time() - self._last_refresh >= REFRESH_INTERVAL:
+                self._last_refresh = loop.time()
+                with contextlib.suppress(StoreUnavailable):
+                    await self.refresh_gauges()
+            if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-                continue
-            if not done:
+            elif not done:
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

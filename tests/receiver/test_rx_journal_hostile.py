@@ -1,5 +1,6 @@
 """Journaled notifications the store cannot take as they are: they page, or fail visibly."""
 
+import asyncio
 import random
 import string
 import uuid
@@ -76,3 +77,32 @@ async def test_after_a_restart_the_backlog_limit_counts_what_is_still_journaled(
     async with harness(config, await open_sqlite_store(path), clock) as after:
         await after.processor.refresh_gauges()  # what the processing loop does every second
         assert (await after.post(payload(group_key="{}:{g2}"), process=False)).status == 503
+
+
+@pytest.mark.integration
+async def test_the_backlog_gauges_keep_counting_while_processing_fails(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+        # A full disk: reads answer, every write of an incident fails (SQLSTATE 53100).
+        postgres.psql(
+            "CREATE FUNCTION disk_full() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'no space' USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql; "
+            "CREATE TRIGGER disk_full BEFORE INSERT ON incidents "
+            "FOR EACH ROW EXECUTE FUNCTION disk_full();",
+            database=dsn.rsplit("/", 1)[1],
+        )
+        assert (await rx.post(payload(alert(level="2")), process=False)).status == 200
+        clock.advance(30)
+        stop = asyncio.Event()
+        loop = asyncio.create_task(rx.processor.run(stop))
+        try:
+            async with asyncio.timeout(5):
+                while rx.services.metrics.journal.pending == 0:  # noqa: ASYNC110 - a snapshot, no event
+                    await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await loop
+        journal = rx.services.metrics.journal
+        assert (journal.pending, journal.oldest_age) == (1, 30.0)

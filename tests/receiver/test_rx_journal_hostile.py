@@ -1,4 +1,4 @@
-"""Journaled notifications the store cannot take as they are: they page, or fail visibly."""
+"""Input the store cannot take as it is: it pages, fails visibly, or is refused with a 400."""
 
 import asyncio
 import random
@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from rx_helpers import alert, harness, make_config, payload
+from rx_helpers import TOKEN, alert, harness, make_config, payload
 
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
@@ -106,3 +106,18 @@ async def test_the_backlog_gauges_keep_counting_while_processing_fails(
             await loop
         journal = rx.services.metrics.journal
         assert (journal.pending, journal.oldest_age) == (1, 30.0)
+
+
+@pytest.mark.integration
+async def test_an_acknowledgement_postgres_cannot_store_is_a_400_not_a_503(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+        incident_id = (await rx.ingest(payload(alert(level="2")))).incident_id
+        resp = await rx.client.post(
+            f"/api/incidents/{incident_id}/ack",
+            json={"by": "sa\x00to"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert resp.status == 400, await resp.text()

@@ -3,6 +3,7 @@
 ReceiverError (VoiceDriveError)
  ├── PayloadError       a webhook body is not a valid Alertmanager v4 payload; ``field`` names where
  └── StoreUnavailable   the store cannot be reached or written now (the webhook answers 503)
+      └── StoreRejected  the store refuses this data for good (a retry cannot succeed)
 """
 
 from voicedrive_common.errors import VoiceDriveError
@@ -23,3 +24,11 @@ class PayloadError(ReceiverError):
 
 class StoreUnavailable(ReceiverError):
     """The store did not accept the operation; the caller may retry later."""
+
+
+class StoreRejected(StoreUnavailable):
+    """The store refused the data itself (e.g. past a PostgreSQL size limit), not the moment.
+
+    A StoreUnavailable, so every caller that retries later still does; the journal processor
+    instead keeps the notification as failed rather than retrying it forever.
+    """

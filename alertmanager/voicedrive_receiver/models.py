@@ -166,11 +166,17 @@ def _req(data: dict[str, Any], key: str, path: str) -> Any:
     return data[key]
 
 
+def _text(value: str) -> str:
+    # PostgreSQL TEXT cannot hold U+0000 (JSON can, as \u0000): replaced, so the alert still
+    # pages on every store instead of being refused there after the 2xx.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _req_str(data: dict[str, Any], key: str, path: str) -> str:
     value = _req(data, key, path)
     if not isinstance(value, str):
         raise PayloadError(_sub(path, key), "expected a string")
-    return value
+    return _text(value)
 
 
 def _opt_str(data: dict[str, Any], key: str, path: str) -> str:
@@ -179,7 +185,7 @@ def _opt_str(data: dict[str, Any], key: str, path: str) -> str:
         return ""
     if not isinstance(value, str):
         raise PayloadError(_sub(path, key), "expected a string")
-    return value
+    return _text(value)
 
 
 def _status(data: dict[str, Any], path: str) -> Status:
@@ -202,7 +208,7 @@ def _str_map(
     for name, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{_sub(path, key)}.{name}", "expected a string")
-    return dict(value)
+    return {_text(name): _text(item) for name, item in value.items()}
 
 
 def parse_body(body: bytes, *, now: datetime | None = None) -> Notification:

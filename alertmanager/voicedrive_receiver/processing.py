@@ -12,6 +12,7 @@ at a time.
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from voicedrive_common.clock import sleep_until_stopped, sleep_until_woken
 from voicedrive_receiver.app import Services
-from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.metrics import JournalSnapshot
 from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.planning import build_batch, make_planner
@@ -177,19 +178,14 @@ class Processor:
             )
             planner.prerender(*hint)
             result = await svc.store.ingest(batch, planner, journal_id=entry.id)
+        except StoreRejected as exc:
+            # The same data is refused every time: retried, it would block its group forever.
+            return await self._failed(entry, exc)
         except StoreUnavailable:
             raise
         except Exception as exc:
-            # Validated at the webhook, so this is a receiver bug: keep the row and the reason
-            # (the gauge and the log show it), and go on with the others.
-            log.exception(
-                "journaled notification could not be processed; kept in the journal",
-                extra={"journal_id": entry.id, "err": type(exc).__name__},
-            )
-            await svc.store.journal.fail(
-                entry.id, now=svc.clock.now().timestamp(), error=f"{type(exc).__name__}: {exc}"
-            )
-            return self._count(entry, Processed(entry.id, "failed"))
+            # Validated at the webhook, so this is a receiver bug.
+            return await self._failed(entry, exc)
 
         if result.already_processed:
             return self._count(entry, Processed(entry.id, "elsewhere"))
@@ -233,6 +229,18 @@ class Processor:
             entry, Processed(entry.id, "stored", result.incident_id, result.enqueued)
         )
 
+    async def _failed(self, entry: JournalEntry, exc: Exception) -> Processed:
+        # Keep the row and the reason (the gauge and the log show it), go on with the others.
+        svc = self.svc
+        log.exception(
+            "journaled notification could not be processed; kept in the journal",
+            extra={"journal_id": entry.id, "err": type(exc).__name__},
+        )
+        await svc.store.journal.fail(
+            entry.id, now=svc.clock.now().timestamp(), error=f"{type(exc).__name__}: {exc}"
+        )
+        return self._count(entry, Processed(entry.id, "failed"))
+
     def _count(self, entry: JournalEntry, processed: Processed) -> Processed:
         metrics = self.svc.metrics
         metrics.processed.labels(outcome=processed.outcome).inc()
@@ -243,6 +251,9 @@ class Processor:
     async def refresh_gauges(self) -> None:
         """Re-read the journal gauges."""
         stats = await self.svc.store.journal.stats()
+        # The count kept between refreshes starts from the store: rows journaled before a
+        # restart (or by a peer) count towards server.max_backlog too.
+        self.backlog = stats.pending
         now = self.svc.clock.now().timestamp()
         oldest = stats.oldest_received_at
         self.svc.metrics.journal = JournalSnapshot(
@@ -256,16 +267,22 @@ class Processor:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             self._wake.clear()
+            failed = False
+            done: list[Processed] = []
             try:
                 done = await self.process_pending()
-                if loop.time() - self._last_refresh >= REFRESH_INTERVAL:
-                    self._last_refresh = loop.time()
-                    await self.refresh_gauges()
             except StoreUnavailable as exc:
                 log.warning("journal processing: store unavailable", extra={"err": str(exc)})
+                failed = True
+            # Also when processing failed: a store that still answers reads (a full disk, a
+            # read-only standby) must show the backlog growing, not the last good snapshot.
+            if loop.time() - self._last_refresh >= REFRESH_INTERVAL:
+                self._last_refresh = loop.time()
+                with contextlib.suppress(StoreUnavailable):
+                    await self.refresh_gauges()
+            if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-                continue
-            if not done:
+            elif not done:
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

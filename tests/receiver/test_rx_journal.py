@@ -61,15 +61,28 @@ async def test_a_group_is_processed_in_the_order_its_notifications_arrived(rx: H
     assert rx.channels["email"].contacts().count(("tech_lead", "resolved")) == 1
 
 
+@pytest.mark.integration
 async def test_another_instances_rows_are_taken_over_only_after_the_lease(
-    rx: Harness, clock: FakeClock
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
 ) -> None:
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+        await rx.post(payload(alert(level="2")), process=False)
+        lease = rx.services.config.outbox.lease
+        other = Processor(replace(rx.services, instance="other"))
+        assert await other.process_pending() == []
+        clock.advance(lease)
+        [done] = await other.process_pending()
+        assert done.outcome == "stored"
+
+
+async def test_on_sqlite_a_receiver_under_another_name_resumes_the_journal_at_once(
+    rx: Harness,
+) -> None:
+    # One receiver per SQLite file: a restart on another port or host name is the same one.
     await rx.post(payload(alert(level="2")), process=False)
-    lease = rx.services.config.outbox.lease
-    other = Processor(replace(rx.services, instance="other"))
-    assert await other.process_pending() == []
-    clock.advance(lease)
-    [done] = await other.process_pending()
+    renamed = Processor(replace(rx.services, instance="recreated-container:9918"))
+    [done] = await renamed.process_pending()
     assert done.outcome == "stored"
 
 

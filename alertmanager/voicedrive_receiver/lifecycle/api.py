@@ -20,7 +20,7 @@ from aiohttp import web
 from voicedrive_common.jsonbody import JsonBodyError, parse_json_bytes
 from voicedrive_receiver.app import Services, require_auth, services
 from voicedrive_receiver.auth import authorized, challenge
-from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.lifecycle.daily_check import build_daily_check, render_daily_check
 from voicedrive_receiver.lifecycle.escalation import TransitionError
 from voicedrive_receiver.lifecycle.metrics import LifecycleMetrics
@@ -73,6 +73,9 @@ def _errors(handler: Handler) -> Handler:
             return _error(409, str(exc))
         except RecordFieldError as exc:
             return _error(400, str(exc), exc.field)
+        except StoreRejected:
+            # The same request would be refused again: a retry after a 503 cannot help.
+            return _error(400, "the store refused a value of this request (NUL character?)")
         except StoreUnavailable:
             return _error(503, "store unavailable")
 

@@ -7,6 +7,7 @@ exactly once, also across a crash. Rows belong to the instance that accepted the
 replica takes over rows older than ``takeover_after`` (their owner died or fell behind).
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,12 +72,16 @@ class Journal:
         passes over at most what that peer accepted within ``takeover_after``). ``after``: only
         ids above it.
         """
+        # One receiver per SQLite file (replicas need PostgreSQL): every row is this one's,
+        # whichever host name and port accepted it, so a receiver restarted under another
+        # name (a recreated container) resumes at once instead of after ``takeover_after``.
+        cutoff = math.inf if self.db.dialect == "sqlite" else now - takeover_after
         rows = await self.db.statement(
             "SELECT id, group_key, received_at, payload FROM webhook_journal "
             "WHERE id > $4 AND failed_at IS NULL AND (owner = $1 OR received_at <= $2) "
             "ORDER BY id LIMIT $3",
             owner,
-            now - takeover_after,
+            cutoff,
             limit,
             after,
         )

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.store.base import Row, SqlStore, Work
 from voicedrive_receiver.store.schema import Dialect
 
@@ -21,6 +21,15 @@ T = TypeVar("T")
 
 # Anything the server or the network can throw at us now; the caller answers 503 and retries.
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# ... except these, which the same data raises every time (SQLSTATE classes 22 and 54).
+_REJECTED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+
+
+def _store_error(exc: BaseException) -> StoreUnavailable:
+    name = type(exc).__name__
+    if isinstance(exc, _REJECTED):
+        return StoreRejected(f"PostgreSQL store refused the data: {name}")
+    return StoreUnavailable(f"PostgreSQL store: {name}")
 
 
 class _Conn:
@@ -109,7 +118,7 @@ class PostgresDatabase:
                 yield _Conn(conn)
         except _UNAVAILABLE as exc:
             log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
-            raise StoreUnavailable(f"PostgreSQL store: {type(exc).__name__}") from None
+            raise _store_error(exc) from None
 
     async def run(self, work: Work[T], *, lock_key: str | None = None) -> T:
         """``work`` in its own transaction."""
@@ -125,7 +134,7 @@ class PostgresDatabase:
                 return [dict(r) for r in await conn.fetch(sql, *args)]
         except _UNAVAILABLE as exc:
             log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
-            raise StoreUnavailable(f"PostgreSQL store: {type(exc).__name__}") from None
+            raise _store_error(exc) from None
 
     async def close(self) -> None:
         """Close the pool."""

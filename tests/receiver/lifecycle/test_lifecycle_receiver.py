@@ -726,6 +726,7 @@ async def test_a_replayed_notification_adds_no_second_held_event(
         clock.advance(9 * 3600)
         body = payload(alert(starts_at="2025-09-01T18:00:00+09:00"))
         incident_id = (await h.ingest(body)).incident_id
+        assert incident_id is not None
         await h.post(body)
         found = await incident(h, incident_id)
     assert [kind for kind, _, _ in held_events(found)] == ["held"]

@@ -128,20 +128,23 @@ async def test_two_processors_on_one_postgres_process_each_notification_once(
         assert len(await rx.store.list_incidents()) == 20
 
 
+@pytest.mark.integration
 async def test_a_peer_row_passed_over_earlier_is_taken_over_once_abandoned(
-    rx: Harness, clock: FakeClock
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
 ) -> None:
-    peer_body = json.dumps(payload(group_key="{}:{peer}"))
-    now = clock.now().timestamp()
-    await rx.store.journal.append(
-        group_key="{}:{peer}", received_at=now, owner="peer", payload=peer_body
-    )
-    own = await rx.ingest(payload(alert(level="2")))
-    assert own.outcome == "stored"  # the peer's older row was passed over, not waited for
-    clock.advance(rx.services.config.outbox.lease)
-    [taken] = await rx.processor.process_pending()
-    assert taken.outcome == "stored"
-    assert {i.group_key for i in await rx.store.list_incidents()} == {
-        '{}:{alertname="VoiceDriveApiSlow"}',
-        "{}:{peer}",
-    }
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+        peer_body = json.dumps(payload(group_key="{}:{peer}"))
+        await rx.store.journal.append(
+            group_key="{}:{peer}",
+            received_at=clock.now().timestamp(),
+            owner="peer",
+            payload=peer_body,
+        )
+        own = await rx.ingest(payload(alert(level="2")))
+        assert own.outcome == "stored"  # the live peer's older row was passed over
+        clock.advance(rx.services.config.outbox.lease)
+        [taken] = await rx.processor.process_pending()  # below the cursor, found again
+        assert taken.outcome == "stored"
+        groups = {i.group_key for i in await rx.store.list_incidents()}
+        assert groups == {'{}:{alertname="VoiceDriveApiSlow"}', "{}:{peer}"}

@@ -5,10 +5,11 @@ answer in the time of one insert. This loop does the rest in journal order: leve
 rendering and the ingest transaction, which also deletes the journal row, so a notification is
 processed exactly once even across a crash (the journal row survives until then).
 
-Acknowledgements come first. While webhooks keep arriving the loop starts one notification
-per ``YIELD_SLICE``: a flood of webhooks cannot starve Alertmanager into timeouts and retries,
-and pages still go out at a bounded minimum rate. Otherwise it runs flat out, several groups
-at a time.
+Acknowledgements come first. While webhooks pile up (``PRESSURE`` or more answered at once,
+now or a moment ago) the loop starts one notification per ``YIELD_SLICE``: a flood cannot
+starve Alertmanager into timeouts and retries, and pages still go out at a bounded minimum
+rate. Otherwise, however steady the arrivals, it runs flat out, several groups at a time, so
+it keeps up with anything short of a flood.
 """
 
 import asyncio
@@ -31,9 +32,10 @@ from voicedrive_receiver.store.journal import JournalEntry
 
 log = logging.getLogger(__name__)
 
-# While webhooks keep arriving (one began less than ACTIVE_WINDOW seconds ago), processing
-# starts BURST notifications at once and then one per YIELD_SLICE: at most 50/s, about a
-# tenth of a core. A lone notification never waits.
+# Under pressure (PRESSURE webhooks answered at once, now or less than ACTIVE_WINDOW seconds
+# ago) processing starts BURST notifications at once and then one per YIELD_SLICE: at most
+# 50/s, about a tenth of a core. Steady traffic below that never waits.
+PRESSURE = 4
 YIELD_SLICE = 0.02
 ACTIVE_WINDOW = 0.05
 BURST = 8
@@ -65,9 +67,9 @@ class Processor:
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        # Webhook handlers running now, and when the last one began (event loop time).
+        # Webhook handlers running now, and when PRESSURE of them last ran at once (loop time).
         self.acks_in_flight = 0
-        self.last_ack = float("-inf")
+        self.pressure_at = float("-inf")
         # This instance's journaled, unprocessed notifications (the webhook's 503 guard).
         self.backlog = 0
         self._wake = asyncio.Event()
@@ -141,10 +143,20 @@ class Processor:
             after=self._cursor,
         )
 
+    def ack_started(self) -> None:
+        """A webhook handler began (the webhook calls ``ack_finished`` when it ends)."""
+        self.acks_in_flight += 1
+        if self.acks_in_flight >= PRESSURE:
+            self.pressure_at = asyncio.get_running_loop().time()
+
+    def ack_finished(self) -> None:
+        """A webhook handler ended."""
+        self.acks_in_flight -= 1
+
     def webhooks_active(self) -> bool:
-        """Whether webhooks are being answered now or were a moment ago."""
-        recent = asyncio.get_running_loop().time() - self.last_ack < ACTIVE_WINDOW
-        return self.acks_in_flight > 0 or recent
+        """Whether webhooks are piling up now or were a moment ago."""
+        recent = asyncio.get_running_loop().time() - self.pressure_at < ACTIVE_WINDOW
+        return self.acks_in_flight >= PRESSURE or recent
 
     async def _yield_to_acks(self) -> None:
         async with self._pace:  # the bucket is shared by all chains

@@ -5,7 +5,6 @@ limit, 503 while the store is unavailable (Alertmanager retries), never 429 (Ale
 drops those).
 """
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -43,12 +42,11 @@ async def handle(request: web.Request) -> web.Response:
     if not authorized(request, server.auth, svc.secrets.auth):
         svc.metrics.webhooks.labels(outcome="unauthorized").inc()
         return _json(401, {"error": "unauthorized"}, headers=challenge(server.auth))
-    processor.acks_in_flight += 1
-    processor.last_ack = asyncio.get_running_loop().time()
+    processor.ack_started()
     try:
         return await _accept(request, svc, processor)
     finally:
-        processor.acks_in_flight -= 1
+        processor.ack_finished()
 
 
 async def _accept(request: web.Request, svc: Services, processor: Processor) -> web.Response:

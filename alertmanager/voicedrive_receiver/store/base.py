@@ -764,13 +764,15 @@ class SqlStore:
         self, channel: str, *, now: float, limit: int, lease: float, owner: str
     ) -> list[OutboxRow]:
         """See Store.claim."""
-        # An earlier pending row of the same (group, channel, recipient) goes first, so a
-        # resolved message never overtakes its firing one.
+        # Only the oldest pending row of each (group, channel, recipient) may go, so a resolved
+        # message never overtakes its firing one. The heads are found by one grouped scan of
+        # the channel's pending rows: linear in the backlog whatever plan the database picks
+        # (a NOT EXISTS per candidate became quadratic on PostgreSQL with a deep outbox, past
+        # the command timeout, and stopped the channel).
         pick = (
-            "SELECT o.id FROM outbox o WHERE o.channel = $3 AND o.state = 'pending' "
+            "SELECT o.id FROM outbox o WHERE o.id IN (SELECT MIN(h.id) FROM outbox h "
+            "WHERE h.channel = $3 AND h.state = 'pending' GROUP BY h.pair_key) "
             "AND o.next_attempt_at <= $4 AND (o.lease_until IS NULL OR o.lease_until <= $4) "
-            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.pair_key = o.pair_key "
-            "AND p.state = 'pending' AND p.id < o.id) "
             "ORDER BY o.next_attempt_at, o.id LIMIT $5"
         )
         if self.dialect == "postgres":

@@ -209,4 +209,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE outbox ADD COLUMN in_doubt_since {float}",
         ),
     ),
+    Migration(
+        6,
+        "outbox: the claim finds each recipient's oldest pending row from one index",
+        (
+            # The claim groups a channel's pending rows by pair_key and takes the lowest id:
+            # read in index order, without sorting, however deep the backlog. It replaces the
+            # index of the old per-row NOT EXISTS, so an insert maintains no more indexes.
+            "CREATE INDEX outbox_heads ON outbox (channel, state, pair_key, id)",
+            "DROP INDEX outbox_pair",
+        ),
+    ),
 )

@@ -15,8 +15,6 @@ from voicedrive_mixin.thresholds import Thresholds
 
 DATASOURCE_UID = "voicedrive-prometheus"
 DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
-# docs/contracts.md: the receiver's Prometheus job name.
-RECEIVER_JOB = "voicedrive-receiver"
 # Grafana 10.4 writes schema 39; later versions migrate it on load.
 SCHEMA_VERSION = 39
 PATH = "grafana/dashboards/voicedrive-overview.json"
@@ -75,7 +73,7 @@ def _up_down_mappings(language: str) -> tuple[dict[str, Any], ...]:
 def rows(t: Thresholds) -> tuple[Row, ...]:
     """The dashboard's content, row by row."""
     exp = f'job="{t.settings.exporter_job}"'
-    rcv = f'job="{RECEIVER_JOB}"'
+    rcv = f'job="{t.settings.receiver_job}"'
     slow = t.alert("VoiceDriveAPISlow")
     low = t.alert("VoiceDriveNotificationSuccessLow").threshold
     mass = t.alert("VoiceDriveNotificationMassFailure").threshold
@@ -88,6 +86,8 @@ def rows(t: Thresholds) -> tuple[Row, ...]:
         t.alert("VoiceDriveHostMemoryCritical").threshold,
     )
     quantile = f"p{slow.param('quantile') * 100:g}"
+    backlog_stale = t.alert("VoiceDriveReceiverBacklogStale").threshold
+    dead_window = rules.dur(t.alert("VoiceDriveReceiverDeadLetters").param("window"))
     lang = t.settings.language
     updown = _up_down_mappings(lang)
 
@@ -244,7 +244,7 @@ def rows(t: Thresholds) -> tuple[Row, ...]:
                     ("スクレイプ対象の稼働", "Scrape targets up"),
                     (
                         Query(
-                            f'up{{job=~"{t.settings.exporter_job}|{RECEIVER_JOB}|alertmanager"}}',
+                            f'up{{job=~"{t.settings.exporter_job}|{t.settings.receiver_job}|alertmanager"}}',
                             "{{job}} {{instance}}",
                         ),
                     ),
@@ -263,6 +263,50 @@ def rows(t: Thresholds) -> tuple[Row, ...]:
                     ),
                     unit="s",
                     min=0,
+                ),
+            ),
+        ),
+        Row(
+            ("受信処理", "Receiver ingest"),
+            (
+                # max(): the journal gauges describe the store every replica shares.
+                Panel(
+                    ("未処理・処理失敗の受信通知", "Notifications waiting and failed"),
+                    (
+                        Query(f"max(voicedrive_receiver_ingest_backlog{{{rcv}}})", "waiting"),
+                        Query(f"max(voicedrive_receiver_ingest_failed{{{rcv}}})", "failed"),
+                    ),
+                    min=0,
+                    width=8,
+                ),
+                Panel(
+                    ("最も古い未処理通知の経過時間", "Age of the oldest waiting notification"),
+                    (
+                        Query(
+                            f"max(voicedrive_receiver_ingest_backlog_oldest_age_seconds{{{rcv}}})",
+                            "oldest",
+                        ),
+                    ),
+                    unit="s",
+                    steps=[(GREEN, None), (RED, backlog_stale)],
+                    threshold_style="line",
+                    min=0,
+                    width=8,
+                ),
+                Panel(
+                    (
+                        f"配信断念（チャネル別、{dead_window}）",
+                        f"Dead letters by channel ({dead_window})",
+                    ),
+                    (
+                        Query(
+                            "sum by (channel) (increase(voicedrive_receiver_dead_letters_total"
+                            f"{{{rcv}}}[{dead_window}]))",
+                            "{{channel}}",
+                        ),
+                    ),
+                    min=0,
+                    width=8,
                 ),
             ),
         ),

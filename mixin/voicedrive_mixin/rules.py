@@ -38,8 +38,10 @@ def dur(seconds: float) -> str:
 class AlertRule:
     """How one alert is expressed: its PromQL and its condition in words."""
 
-    expr: Callable[[Alert, str], str]  # (alert, exporter selector) -> PromQL
+    expr: Callable[[Alert, str], str]  # (alert, job selector) -> PromQL
     condition: str
+    # Whose metrics the expression reads: "exporter" or "receiver" (settings.*_job).
+    job: str = "exporter"
 
 
 def _sel(job: str) -> str:
@@ -131,6 +133,43 @@ ALERT_RULES: dict[str, AlertRule] = {
         ),
         "an endpoint's TLS certificate expires in less than [[threshold]]",
     ),
+    # The receiver's gauges describe its store, shared by every replica: max() is the store's
+    # value however many replicas are scraped, and keeps no instance label that would split
+    # one fault into one alert per replica.
+    "VoiceDriveReceiverIngestFailed": AlertRule(
+        lambda a, s: f"max(voicedrive_receiver_ingest_failed{{{s}}}) > 0",
+        "`voicedrive_receiver_ingest_failed` > 0: an acknowledged notification could not be "
+        "processed",
+        job="receiver",
+    ),
+    "VoiceDriveReceiverBacklogStale": AlertRule(
+        lambda a, s: (
+            f"max(voicedrive_receiver_ingest_backlog_oldest_age_seconds{{{s}}}) > "
+            f"{num(a.threshold)}"
+        ),
+        "the oldest acknowledged notification not yet processed "
+        "(`voicedrive_receiver_ingest_backlog_oldest_age_seconds`) is older than [[threshold]]",
+        job="receiver",
+    ),
+    # Each replica counts the dead letters it made: summed per channel.
+    "VoiceDriveReceiverDeadLetters": AlertRule(
+        lambda a, s: (
+            "sum by (channel) "
+            f"(increase(voicedrive_receiver_dead_letters_total{{{s}}}[{dur(a.param('window'))}]))"
+            " > 0"
+        ),
+        "`voicedrive_receiver_dead_letters_total` of a channel increased within [[window]]",
+        job="receiver",
+    ),
+    "VoiceDriveReceiverOutboxStale": AlertRule(
+        lambda a, s: (
+            "max by (channel) "
+            f"(voicedrive_receiver_outbox_oldest_pending_age_seconds{{{s}}}) > {num(a.threshold)}"
+        ),
+        "a channel's oldest undelivered message "
+        "(`voicedrive_receiver_outbox_oldest_pending_age_seconds`) is older than [[threshold]]",
+        job="receiver",
+    ),
     "Watchdog": AlertRule(
         lambda a, s: "vector(1)",
         "always (`vector(1)`): the receiver's dead man's switch",
@@ -189,10 +228,9 @@ def alerting_rule(t: Thresholds, alert: Alert) -> dict[str, object]:
             annotations[f"description_{other}"] = alert.render(alert.description.get(other))
     annotations["runbook_url"] = t.settings.runbook_url(alert)
     annotations["dashboard_url"] = t.settings.dashboard_url
-    rule: dict[str, object] = {
-        "alert": alert.name,
-        "expr": ALERT_RULES[alert.name].expr(alert, _sel(t.settings.exporter_job)),
-    }
+    spec = ALERT_RULES[alert.name]
+    job = t.settings.receiver_job if spec.job == "receiver" else t.settings.exporter_job
+    rule: dict[str, object] = {"alert": alert.name, "expr": spec.expr(alert, _sel(job))}
     if alert.for_seconds > 0:
         rule["for"] = dur(alert.for_seconds)
     if alert.keep_firing_for_seconds > 0:

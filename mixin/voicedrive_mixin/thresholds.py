@@ -68,6 +68,10 @@ ALERT_PARAMS: dict[str, dict[str, ParamKind]] = {
     "VoiceDriveProbeStale": {"threshold": _S},
     "VoiceDriveExporterDown": {},
     "VoiceDriveTLSCertExpiring": {"threshold": _S},
+    "VoiceDriveReceiverIngestFailed": {},
+    "VoiceDriveReceiverBacklogStale": {"threshold": _S},
+    "VoiceDriveReceiverDeadLetters": {"window": _S},
+    "VoiceDriveReceiverOutboxStale": {"threshold": _S},
     "Watchdog": {},
 }
 ALERT_NAMES = tuple(ALERT_PARAMS)
@@ -206,6 +210,7 @@ class Settings:
     """Deployment-wide settings used to build labels and links."""
 
     exporter_job: str
+    receiver_job: str
     language: str
     runbook_base_url: str
     grafana_url: str
@@ -334,6 +339,7 @@ def _is_alert_path(path: str) -> bool:
 def _settings(node: Node) -> Settings:
     settings = Settings(
         exporter_job=node.text("exporter_job"),
+        receiver_job=node.text("receiver_job"),
         language=node.text("language", choices=LANGUAGES),
         runbook_base_url=node.text("runbook_base_url"),
         grafana_url=node.text("grafana_url"),

@@ -111,6 +111,9 @@ def test_dashboard_provider_reads_a_folder_of_files() -> None:
         'voicedrive_receiver_deliveries_total{job="voicedrive-receiver", outcome="success"}',
         'voicedrive_receiver_deliveries_total{job="voicedrive-receiver", outcome=~"retry',
         "voicedrive_receiver_outbox_depth",
+        "voicedrive_receiver_ingest_backlog{",
+        "voicedrive_receiver_ingest_backlog_oldest_age_seconds",
+        "voicedrive_receiver_dead_letters_total",
     ],
 )
 def test_the_overview_shows(metric: str) -> None:
@@ -173,3 +176,16 @@ def test_english_deployment_gets_english_titles(tmp_path: Path) -> None:
     board = dashboards.dashboard(t)
     assert board["title"] == "VoiceDrive overview"
     assert panel_with_metric(board, "voicedrive_host_cpu_usage_ratio")["title"] == "CPU usage"
+
+
+def test_oldest_waiting_notification_panel_draws_the_backlog_stale_threshold(
+    tmp_path: Path,
+) -> None:
+    metric = "voicedrive_receiver_ingest_backlog_oldest_age_seconds"
+    panel = panel_with_metric(load_dashboard(), metric)
+    assert step_values(panel) == [None, 300]
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
+    t = overridden(
+        tmp_path, "alerts:\n  VoiceDriveReceiverBacklogStale:\n    params:\n      threshold: 2m\n"
+    )
+    assert step_values(panel_with_metric(dashboards.dashboard(t), metric)) == [None, 120]

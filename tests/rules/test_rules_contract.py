@@ -90,3 +90,15 @@ def test_console_script_check_passes_on_the_repository() -> None:
         [str(script), "--check"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_receiver_alerts_read_the_receiver_job_from_the_settings(tmp_path: Path) -> None:
+    overrides = tmp_path / "o.yml"
+    overrides.write_text("settings:\n  exporter_job: exp\n  receiver_job: rcv\n", encoding="utf-8")
+    generated = alerting_rules(rules.rule_file(load_thresholds(overrides=overrides)))
+    receiver = [n for n in generated if n.startswith("VoiceDriveReceiver")]
+    assert len(receiver) == 4
+    for name in receiver:
+        assert 'job="rcv"' in generated[name]["expr"], name
+    assert 'job="exp"' in generated["VoiceDriveDatabaseDown"]["expr"]
+    assert not [n for n, r in generated.items() if 'job="voicedrive-' in r["expr"]]

@@ -29,6 +29,10 @@ ISSUE_TABLE = {
     "VoiceDriveProbeStale": 2,
     "VoiceDriveExporterDown": 3,
     "VoiceDriveTLSCertExpiring": 1,
+    "VoiceDriveReceiverIngestFailed": 3,
+    "VoiceDriveReceiverBacklogStale": 3,
+    "VoiceDriveReceiverDeadLetters": 2,
+    "VoiceDriveReceiverOutboxStale": 2,
     "Watchdog": None,
 }
 

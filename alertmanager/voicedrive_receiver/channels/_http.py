@@ -77,13 +77,21 @@ def retry_after(headers: "CIMultiDictProxy[str]", *, now: datetime | None = None
         return max(float(value), 0.0)
     except ValueError:
         pass
+    when = http_date(value)
+    if when is None:
+        return None
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def http_date(value: object) -> datetime | None:
+    """An RFC 2822 / HTTP date (Retry-After, Twilio's date fields) as aware UTC; None if not."""
+    if not isinstance(value, str):
+        return None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def failure(

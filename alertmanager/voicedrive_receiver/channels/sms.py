@@ -16,7 +16,6 @@ sending again is better than a page that never arrived.
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 from voicedrive_common.confload import Node
@@ -214,12 +213,5 @@ def _same_message(
 
 
 def _rfc2822(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    when = _http.http_date(value)
+    return when.timestamp() if when is not None else None

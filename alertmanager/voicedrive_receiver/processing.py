@@ -276,7 +276,7 @@ class Processor:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set; an unavailable store is retried, never fatal."""
+        """Process until ``stop`` is set; an unavailable store or a bug is retried, never fatal."""
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             self._wake.clear()
@@ -286,6 +286,11 @@ class Processor:
                 done = await self.process_pending()
             except StoreUnavailable as exc:
                 log.warning("journal processing: store unavailable", extra={"err": str(exc)})
+                failed = True
+            except Exception as exc:
+                # A bug here must not end the loop: the webhook would go on answering 200
+                # for notifications nobody processes. Logged, retried after a pause.
+                log.exception("journal processing failed", extra={"err": type(exc).__name__})
                 failed = True
             # Also when processing failed: a store that still answers reads (a full disk, a
             # read-only standby) must show the backlog growing, not the last good snapshot.

@@ -11,7 +11,8 @@ from rx_helpers import Harness, alert, harness, make_config, payload
 
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
-from voicedrive_receiver.processing import Processor
+from voicedrive_receiver import processing
+from voicedrive_receiver.processing import Processed, Processor
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store
 
 RESOLVED = alert(status="resolved", ends_at="2025-09-01T09:05:00+09:00")
@@ -148,3 +149,30 @@ async def test_a_peer_row_passed_over_earlier_is_taken_over_once_abandoned(
         assert taken.outcome == "stored"
         groups = {i.group_key for i in await rx.store.list_incidents()}
         assert groups == {'{}:{alertname="VoiceDriveApiSlow"}', "{}:{peer}"}
+
+
+async def test_an_unexpected_error_does_not_end_the_processing_loop(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rx.post(payload(alert(level="2")), process=False)
+    processor = rx.processor
+    real = processor.process_pending
+    calls = 0
+
+    async def flaky(**kwargs: object) -> list[Processed]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug")
+        return await real()
+
+    monkeypatch.setattr(processor, "process_pending", flaky)
+    monkeypatch.setattr(processing, "REFRESH_INTERVAL", 0.01)
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(processor.run(stop))
+    async with asyncio.timeout(5):
+        while not await rx.store.list_incidents():  # noqa: ASYNC110 - the store has no event
+            await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(loop_task, 5)
+    assert calls >= 2

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import random
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.confload import Node, parse_yaml
+from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.app import Services, create_app
 from voicedrive_receiver.channels.base import (
     Channel,
@@ -26,6 +28,7 @@ from voicedrive_receiver.config import ReceiverConfig, parse_config, resolve_sec
 from voicedrive_receiver.metrics import ReceiverMetrics
 from voicedrive_receiver.outbox import OutboxWorker
 from voicedrive_receiver.processing import PROCESSOR, Processed, Processor
+from voicedrive_receiver.store import open_postgres_store
 from voicedrive_receiver.store.base import SqlStore
 
 TOKEN = "test-token-123"
@@ -270,6 +273,16 @@ class Harness:
             if handled == 0:
                 break
         return total
+
+
+@asynccontextmanager
+async def postgres_harness(
+    postgres: ThrowawayPostgres, config: ReceiverConfig, clock: FakeClock
+) -> AsyncIterator[Harness]:
+    """A Harness over a fresh database of the shared test cluster."""
+    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
+    async with harness(config, await open_postgres_store(dsn), clock) as h:
+        yield h
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from rx_helpers import Harness, alert, harness, make_config, payload
+from rx_helpers import Harness, alert, harness, make_config, payload, postgres_harness
 
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
@@ -66,8 +66,7 @@ async def test_a_group_is_processed_in_the_order_its_notifications_arrived(rx: H
 async def test_another_instances_rows_are_taken_over_only_after_the_lease(
     postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
-    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+    async with postgres_harness(postgres, make_config(tmp_path), clock) as rx:
         await rx.post(payload(alert(level="2")), process=False)
         lease = rx.services.config.outbox.lease
         other = Processor(replace(rx.services, instance="other"))
@@ -133,8 +132,7 @@ async def test_two_processors_on_one_postgres_process_each_notification_once(
 async def test_a_peer_row_passed_over_earlier_is_taken_over_once_abandoned(
     postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
-    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+    async with postgres_harness(postgres, make_config(tmp_path), clock) as rx:
         peer_body = json.dumps(payload(group_key="{}:{peer}"))
         await rx.store.journal.append(
             group_key="{}:{peer}",

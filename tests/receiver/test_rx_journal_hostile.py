@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from rx_helpers import TOKEN, alert, harness, make_config, payload
+from rx_helpers import TOKEN, alert, harness, make_config, payload, postgres_harness
 
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
@@ -112,8 +112,7 @@ async def test_the_backlog_gauges_keep_counting_while_processing_fails(
 async def test_an_acknowledgement_postgres_cannot_store_is_a_400_not_a_503(
     postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dsn = postgres.create_database(f"rx_{uuid.uuid4().hex[:10]}")
-    async with harness(make_config(tmp_path), await open_postgres_store(dsn), clock) as rx:
+    async with postgres_harness(postgres, make_config(tmp_path), clock) as rx:
         incident_id = (await rx.ingest(payload(alert(level="2")))).incident_id
         resp = await rx.client.post(
             f"/api/incidents/{incident_id}/ack",

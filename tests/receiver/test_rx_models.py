@@ -1,5 +1,6 @@
 """Webhook v4 parsing: times, the zero endsAt, required fields, identity."""
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -7,7 +8,7 @@ from rx_helpers import alert, payload
 
 from voicedrive_receiver.errors import PayloadError
 from voicedrive_receiver.identity import notification_identity
-from voicedrive_receiver.models import parse_notification, parse_time
+from voicedrive_receiver.models import _RFC3339, _from_fields, parse_notification, parse_time
 
 
 def test_nanoseconds_and_offsets_parse_to_utc() -> None:
@@ -19,6 +20,43 @@ def test_negative_offsets_parse() -> None:
     assert parse_time("2025-08-31T19:30:00-04:30", "t") == datetime(2025, 9, 1, 0, 0, tzinfo=UTC)
 
 
+def _reading(value: str) -> datetime | str:
+    try:
+        parsed = parse_time(value, "t")
+    except PayloadError:
+        return "refused"
+    assert parsed is not None
+    return parsed
+
+
+def _field_by_field(value: str) -> datetime | str:
+    match = _RFC3339.match(value)
+    assert match is not None
+    try:
+        return _from_fields(match, value, "t")
+    except PayloadError:
+        return "refused"
+
+
+# Every RFC 3339 shape, with edge values in each field: the C fast path (fromisoformat, whose
+# leniency differs between Python versions) must read each exactly as the field-by-field
+# arithmetic does, and refuse what it refuses.
+_DATES = ["2025-09-01", "2024-02-29", "2025-02-29", "2025-12-31", "2025-00-10", "2025-09-00"]
+_CLOCKS = ["00:00:00", "23:59:59", "24:00:00", "23:60:00", "23:59:60", "12:34:56"]
+_SEPARATORS = ["T", "t", " "]
+_FRACTIONS = ["", ".5", ".05", ".123", ".1234", ".123456", ".1234567", ".999999999"]
+_ZONES = ["Z", "z", "+00:00", "-00:00", "+09:00", "-04:30", "+23:59", "+24:00", "+09:60"]
+
+
+@pytest.mark.parametrize("date", _DATES)
+def test_the_fast_path_reads_every_rfc3339_shape_like_the_exact_one(date: str) -> None:
+    for clock, sep, fraction, zone in itertools.product(_CLOCKS, _SEPARATORS, _FRACTIONS, _ZONES):
+        value = f"{date}{sep}{clock}{fraction}{zone}"
+        if _RFC3339.match(value) is None:
+            continue
+        assert _reading(value) == _field_by_field(value), value
+
+
 def test_zero_end_time_means_not_ended() -> None:
     assert parse_time("0001-01-01T00:00:00Z", "t") is None
 
@@ -28,7 +66,9 @@ def test_a_firing_alert_with_the_zero_end_time_has_no_end() -> None:
     assert notification.alerts[0].ends_at is None
 
 
-@pytest.mark.parametrize("value", ["2025-09-01", "2025-13-01T00:00:00Z", "1756684800", ""])
+@pytest.mark.parametrize(
+    "value", ["2025-09-01", "2025-13-01T00:00:00Z", "2025-09-01T00:00:00+24:00", "1756684800", ""]
+)
 def test_invalid_times_are_payload_errors(value: str) -> None:
     with pytest.raises(PayloadError):
         parse_time(value, "x")

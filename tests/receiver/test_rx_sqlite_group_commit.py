@@ -1,0 +1,79 @@
+"""SQLite group commit: units queued together share one commit, and a failing one fails alone."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.store import open_sqlite_store
+from voicedrive_receiver.store.base import SqlStore
+
+
+async def _store_with_table(tmp_path: Path) -> SqlStore:
+    store = await open_sqlite_store(str(tmp_path / "group.db"))
+    async with store.db.transaction() as conn:
+        await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+    return store
+
+
+async def _keys(store: SqlStore) -> list[str]:
+    rows = await store.db.statement("SELECT k FROM t ORDER BY k")
+    return [r["k"] for r in rows]
+
+
+async def test_a_failing_statement_fails_alone_and_the_rest_of_its_commit_is_stored(
+    tmp_path: Path,
+) -> None:
+    store = await _store_with_table(tmp_path)
+    try:
+        insert = "INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k"
+        results = await asyncio.gather(
+            store.db.statement(insert, "a", "1"),
+            store.db.statement(insert, "a", "again"),  # primary key taken
+            store.db.statement(insert, "b", "2"),
+            return_exceptions=True,
+        )
+        assert results[0] == [{"k": "a"}]
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert results[2] == [{"k": "b"}]
+        assert await _keys(store) == ["a", "b"]
+    finally:
+        await store.close()
+
+
+async def test_a_failing_unit_of_several_statements_is_undone_whole_beside_statements(
+    tmp_path: Path,
+) -> None:
+    store = await _store_with_table(tmp_path)
+    try:
+
+        async def unit(conn: Any) -> None:
+            await conn.execute("INSERT INTO t (k, v) VALUES ($1, $2)", "u1", "x")
+            await conn.execute("INSERT INTO t (k, v) VALUES ($1, $2)", "u2", None)  # NOT NULL
+
+        insert = "INSERT INTO t (k, v) VALUES ($1, $2)"
+        results = await asyncio.gather(
+            store.db.statement(insert, "before", "1"),
+            store.db.run(unit),
+            store.db.statement(insert, "after", "2"),
+            return_exceptions=True,
+        )
+        assert results[0] == []
+        assert results[2] == []
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert await _keys(store) == ["after", "before"]
+    finally:
+        await store.close()
+
+
+async def test_an_operational_error_in_a_statement_is_store_unavailable(tmp_path: Path) -> None:
+    store = await _store_with_table(tmp_path)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.db.statement("INSERT INTO missing_table (k) VALUES ($1)", "x")
+        assert await _keys(store) == []
+    finally:
+        await store.close()

@@ -1,16 +1,20 @@
 """Receiver benchmark: webhook ingest vs a bare aiohttp handler, ack latency, POST-to-Slack.
 
-    .venv/bin/python bench/receiver_bench.py [--seconds 5] [--concurrency 32] [--rate 200]
+    .venv/bin/python bench/receiver_bench.py [--rounds 5] [--slice 2] [--concurrency 32,128]
+                                             [--seconds 5] [--rate 200]
                                              [--no-postgres] [--write bench/RESULTS.md]
 
 Every server is a separate process on loopback, measured in the same run by the same client:
 - ceiling: a bare aiohttp app answering 200 to POST /webhook (reads the body, nothing else),
-  measured first and again right before each receiver, which is compared with that figure;
+  measured first, and again in a slice right before each throughput slice of a receiver,
+  which is compared with that slice;
 - the receiver with its SQLite store (WAL, synchronous=FULL) and with PostgreSQL (a throwaway
   cluster, fsync off as in the tests), fanning each payload out to a fake Slack webhook.
-Measures: closed-loop throughput at ``--concurrency``; open-loop acknowledgement latency at
-``--rate`` payloads/s (p50/p99); end-to-end median from the POST to the fake Slack receiving
-the message (sequential posts, so queueing does not blur it).
+Measures: closed-loop throughput at each ``--concurrency`` level (Alertmanager flushes each
+aggregation group on its own, so a storm's concurrency grows with the groups flushing at once;
+each server's best rate, at its own saturation, is compared too); open-loop acknowledgement
+latency at ``--rate`` payloads/s (p50/p99); end-to-end median from the POST to the fake Slack
+receiving the message (sequential posts, so queueing does not blur it).
 """
 
 import argparse
@@ -273,24 +277,6 @@ async def post_to_slack(url: str, slack: FakeSlack, *, count: int) -> float:
     return statistics.median(samples)
 
 
-@dataclass
-class Row:
-    """One line of the results table."""
-
-    name: str
-    cpu_ms: float
-    throughput: float
-    p50: float
-    p99: float
-    slack_median: float | None
-    # Seconds after the throughput phase until every payload was processed and delivered,
-    # and the payloads per second that makes from the first POST to the last delivery.
-    drain: float | None = None
-    sustained: float | None = None
-    # The bare handler's rate measured right before this row's throughput phase.
-    ceiling: float | None = None
-
-
 QUEUES = ("voicedrive_receiver_ingest_backlog", "voicedrive_receiver_outbox_depth{")
 
 
@@ -313,39 +299,117 @@ async def drained(url: str, *, seconds: float = 300.0) -> None:
             await asyncio.sleep(0.25)
 
 
+@dataclass
+class Rounds:
+    """Throughput slices of one server per concurrency, each after a ceiling slice at the same."""
+
+    rates: dict[int, list[float]]
+    ceilings: dict[int, list[float]]
+    cpu_ms: float
+    drain: float | None
+    sustained: float | None
+
+    def shares(self, concurrency: int) -> list[float]:
+        """Each slice's rate over the ceiling's slice right before it."""
+        pairs = zip(self.rates[concurrency], self.ceilings[concurrency], strict=True)
+        return [rate / ceiling for rate, ceiling in pairs]
+
+    def saturated(self) -> list[float]:
+        """Per round: this server's best rate over the ceiling's best rate (any concurrency)."""
+        rounds = len(next(iter(self.rates.values())))
+        return [
+            max(rates[i] for rates in self.rates.values())
+            / max(ceilings[i] for ceilings in self.ceilings.values())
+            for i in range(rounds)
+        ]
+
+    def best(self) -> float:
+        """The highest median slice rate over the concurrencies."""
+        return max(statistics.median(rates) for rates in self.rates.values())
+
+
+@dataclass
+class Row:
+    """One server's figures."""
+
+    name: str
+    rounds: Rounds
+    p50: float
+    p99: float
+    slack_median: float | None
+
+
+async def paired_throughput(
+    target: tuple[str, int],
+    ceiling_url: str | None,
+    args: argparse.Namespace,
+    *,
+    processes: bool,
+) -> Rounds:
+    """``args.rounds`` rounds of one ``args.slice`` s slice per concurrency, after the ceiling's.
+
+    The machine's speed drifts by up to 2x within minutes, so each slice is compared with the
+    ceiling's slice at the same concurrency seconds before it, and medians of those ratios are
+    the figures. A receiver is drained after each slice: its processing must not run during the
+    next ceiling slice.
+    """
+    url, pid = target
+    rates: dict[int, list[float]] = {c: [] for c in args.concurrency}
+    ceilings: dict[int, list[float]] = {c: [] for c in args.concurrency}
+    cpu = accepted = busy = drain_total = 0.0
+    for _ in range(args.rounds):
+        for concurrency in args.concurrency:
+            if ceiling_url is not None:
+                ceilings[concurrency].append(
+                    await throughput(ceiling_url, seconds=args.slice, concurrency=concurrency)
+                )
+            before = cpu_seconds(pid)
+            start = time.perf_counter()
+            rate = await throughput(url, seconds=args.slice, concurrency=concurrency)
+            burst_end = time.perf_counter()
+            rates[concurrency].append(rate)
+            accepted += rate * (burst_end - start)
+            busy += burst_end - start
+            if processes:
+                # Processing and fan-out of the slice's payloads are part of their cost.
+                await asyncio.sleep(1.2)
+                await drained(url)
+                drain_total += max(0.0, time.perf_counter() - burst_end - 1.0)  # less a refresh
+            cpu += cpu_seconds(pid) - before
+    slices = args.rounds * len(args.concurrency)
+    return Rounds(
+        rates=rates,
+        ceilings=ceilings if ceiling_url is not None else rates,
+        cpu_ms=cpu * 1000 / max(1.0, accepted),
+        drain=drain_total / slices if processes else None,
+        sustained=accepted / (busy + drain_total) if processes else None,
+    )
+
+
 async def measure(
-    name: str, target: tuple[str, int], args: argparse.Namespace, slack: FakeSlack | None
+    name: str,
+    target: tuple[str, int],
+    args: argparse.Namespace,
+    slack: FakeSlack | None,
+    ceiling_url: str | None = None,
 ) -> Row:
     """All figures for one server."""
-    url, pid = target
-    before = cpu_seconds(pid)
-    start = time.perf_counter()
-    rps = await throughput(url, seconds=args.seconds, concurrency=args.concurrency)
-    burst_end = time.perf_counter()
-    accepted = rps * (burst_end - start)
-    drain = sustained = None
-    if slack is not None:
-        # Processing and fan-out of those payloads are part of their cost.
-        await asyncio.sleep(1.2)
-        await drained(url)
-        done = time.perf_counter()
-        drain = max(0.0, done - burst_end - 1.0)  # less one gauge refresh, roughly
-        sustained = accepted / (burst_end - start + drain)
-    cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(1.0, accepted)
+    url, _ = target
+    rounds = await paired_throughput(target, ceiling_url, args, processes=slack is not None)
     await asyncio.sleep(1.2)
     await drained(url)
     p50, p99, _ = await ack_latency(url, seconds=args.seconds, rate=args.rate)
     await drained(url)
     slack_ms = await post_to_slack(url, slack, count=args.slack_samples) if slack else None
-    row = Row(name, cpu_ms, rps, p50, p99, slack_ms, drain, sustained)
+    shares = " ".join(f"c={c}: {statistics.median(rounds.shares(c)):.0%}" for c in args.concurrency)
     print(
-        f"{name:<24} {cpu_ms:5.2f} CPU ms/payload {rps:8.0f} req/s  "
+        f"{name:<24} {rounds.cpu_ms:5.2f} CPU ms/payload {rounds.best():8.0f} req/s  "
+        f"share {shares}, saturated {statistics.median(rounds.saturated()):.0%}  "
         f"ack p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-        + (f"  POST->Slack median {slack_ms:6.2f} ms" if slack_ms is not None else "")
-        + (f"  drained {drain:5.1f} s, {sustained:6.0f}/s sustained" if sustained else ""),
+        + (f"  POST->Slack median {slack_ms:6.2f} ms" if slack_ms is not None else ""),
         flush=True,
     )
-    return row
+    return Row(name, rounds, p50, p99, slack_ms)
 
 
 def receiver_cmd(config: Path, port: int) -> list[str]:
@@ -377,14 +441,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
         rows.append(await measure("bare aiohttp (ceiling)", ceiling, args, None))
 
         async def beside_ceiling(name: str, target: tuple[str, int]) -> Row:
-            # The machine's speed drifts: each receiver is compared with the ceiling measured
-            # just before it, not with the first one.
-            before = await throughput(
-                ceiling[0], seconds=args.seconds, concurrency=args.concurrency
-            )
-            row = await measure(name, target, args, slack)
-            row.ceiling = before
-            return row
+            return await measure(name, target, args, slack, ceiling_url=ceiling[0])
 
         config = work / "sqlite.yml"
         config.write_text(receiver_config(f"sqlite: {{path: {work / 'receiver.db'}}}", slack_url))
@@ -415,43 +472,64 @@ async def run(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0%} ({min(values):.0%}-{max(values):.0%})"
+
+
 def table(rows: list[Row], args: argparse.Namespace) -> str:
-    """Markdown table plus the targets."""
+    """Markdown tables plus the targets."""
+    levels = ", ".join(str(c) for c in args.concurrency)
     lines = [
-        f"Concurrency {args.concurrency} for {args.seconds:g} s (throughput); open loop at "
-        f"{args.rate:g} payloads/s for {args.seconds:g} s (ack latency); "
+        f"Throughput: closed loop, {args.rounds} rounds; in each, per concurrency ({levels}) one "
+        f"{args.slice:g} s slice of the ceiling and right after it one of the server. Ack "
+        f"latency: open loop at {args.rate:g} payloads/s for {args.seconds:g} s. "
         f"{args.slack_samples} sequential posts (POST to fake Slack). {os.cpu_count()} CPUs, "
         "client and servers on the same machine. Lifecycle scheduler interval: "
         f"{args.scheduler_interval or 'default (5s)'}.",
         "",
-        "| server | CPU ms per payload | ingest (payloads/s) | ceiling just before (/s) "
-        "| share of ceiling | ack p50 (ms) "
-        "| ack p99 (ms) | POST-to-Slack median (ms) | drained after (s) "
+        "| server | concurrency | ingest (payloads/s, median slice) "
+        "| ceiling (/s, median of its paired slices) | share of ceiling (median, range) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows[1:]:
+        for c in args.concurrency:
+            lines.append(
+                f"| {row.name} | {c} | {statistics.median(row.rounds.rates[c]):.0f} "
+                f"| {statistics.median(row.rounds.ceilings[c]):.0f} "
+                f"| {_spread(row.rounds.shares(c))} |"
+            )
+    lines += [
+        "",
+        "| server | saturated share of ceiling (median, range) | CPU ms per payload "
+        "| ack p50 (ms) | ack p99 (ms) | POST-to-Slack median (ms) | drained after a slice (s) "
         "| processed end to end (payloads/s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ceiling = row.ceiling or rows[0].throughput
+        rounds = row.rounds
+        saturated = _spread(rounds.saturated()) if row is not rows[0] else "100%"
         slack = f"{row.slack_median:.1f}" if row.slack_median is not None else "-"
-        drain = f"{row.drain:.1f}" if row.drain is not None else "-"
-        sustained = f"{row.sustained:.0f} ({row.sustained / ceiling:.0%})" if row.sustained else "-"
+        drain = f"{rounds.drain:.1f}" if rounds.drain is not None else "-"
+        sustained = f"{rounds.sustained:.0f}" if rounds.sustained else "-"
         lines.append(
-            f"| {row.name} | {row.cpu_ms:.2f} | {row.throughput:.0f} | {ceiling:.0f} "
-            f"| {row.throughput / ceiling:.0%} "
+            f"| {row.name} | {saturated} | {rounds.cpu_ms:.2f} "
             f"| {row.p50:.2f} | {row.p99:.2f} | {slack} | {drain} | {sustained} |"
         )
     lines += [
         "",
         "Ingest: webhooks answered 2xx per second; each answer means the body is journaled "
-        "on disk. Processing (incident, outbox) and the Slack message follow after the answer, "
-        "yielding to webhooks in flight: drained after = seconds after the throughput phase "
-        "until journal and outbox were empty; processed end to end = payloads / (phase + "
-        "drain).",
+        "on disk. Share of ceiling: the median over the rounds of a slice's rate divided by the "
+        "bare handler's rate in the slice just before it, at the same concurrency (the range is "
+        "the lowest and highest ratio). Saturated share: per round, the server's best rate over "
+        "the ceiling's best rate at any of the concurrencies (each at its own saturation), "
+        "median and range over the rounds. Processing (incident, outbox) and the Slack message "
+        "follow after the answer, yielding to webhooks in flight; each receiver slice is drained "
+        "before the next ceiling slice: drained after = mean seconds after a slice until journal "
+        "and outbox were empty; processed end to end = payloads / (slices + drains).",
         "",
         "CPU ms per payload: user + system time of the server process (every thread) over the "
-        "throughput phase and its drain, for the receivers including processing and delivering "
-        "that phase's payloads; it does not depend on what else runs on the machine, the other "
-        "columns do.",
+        "slices and their drains, for the receivers including processing and delivering those "
+        "payloads; it does not depend on what else runs on the machine, the other columns do.",
         "",
         "Targets: ingest at least half the ceiling, ack p99 under 20 ms at 200 payloads/s, "
         "POST-to-Slack median under 50 ms.",
@@ -475,8 +553,15 @@ def write_results(path: Path, text: str, command: str) -> None:
 def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0, help="ack latency phase")
+    parser.add_argument("--slice", type=float, default=2.0, help="one throughput slice")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput slices per server")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[32, 128],
+        help="closed-loop clients, comma-separated levels (default 32,128)",
+    )
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--slack-samples", type=int, default=50)
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")

@@ -7,13 +7,30 @@ exactly once, also across a crash. Rows belong to the instance that accepted the
 replica takes over rows older than ``takeover_after`` (their owner died or fell behind).
 """
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voicedrive_receiver.errors import StoreRejected
+
 if TYPE_CHECKING:  # base imports this module
     from voicedrive_receiver.store.base import Connection, Database
+
+_INSERT = (
+    "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
+    "VALUES ($1, $2, $3, $4) RETURNING id"
+)
+# PostgreSQL: every append waiting at once, in one statement (a row per array element).
+_INSERT_MANY = (
+    "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
+    "SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[]) RETURNING id"
+)
+# One multi-row insert holds at most this many rows and, past its first row, this many bytes
+# of bodies: a statement stays far inside the command timeout whatever the body size limit.
+MAX_APPEND_BATCH = 64
+MAX_APPEND_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -44,22 +61,102 @@ def _entry(row: Mapping[str, Any]) -> JournalEntry:
     )
 
 
+_Append = tuple[str, float, str, str]
+
+
+class _Appender:
+    """PostgreSQL: appends that wait at the same time share one multi-row INSERT.
+
+    One round trip (and one commit) then answers many webhooks, as SQLite's group commit does;
+    while it is on its way the next appends queue. A row the server refuses fails alone: the
+    batch is retried row by row, so one bad body cannot turn its neighbours into 503s.
+    """
+
+    def __init__(self, db: "Database") -> None:
+        self.db = db
+        self._queue: list[tuple[_Append, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, row: _Append) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="journal-append")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = self._take()
+            rows = [row for row, _ in batch]
+            outcomes: list[int | BaseException]
+            try:
+                outcomes = list(await self._insert(rows))
+            except StoreRejected:
+                outcomes = [await self._one(row) for row in rows]
+            except BaseException as exc:
+                outcomes = [exc] * len(batch)
+                if not isinstance(exc, Exception):
+                    _settle(batch, outcomes)
+                    raise
+            _settle(batch, outcomes)
+
+    def _take(self) -> list[tuple[_Append, "asyncio.Future[int]"]]:
+        size = count = 0
+        for (_, _, _, payload), _ in self._queue[:MAX_APPEND_BATCH]:
+            size += len(payload)
+            if count and size > MAX_APPEND_BYTES:
+                break
+            count += 1
+        batch = self._queue[:count]
+        del self._queue[:count]
+        return batch
+
+    async def _insert(self, rows: list[_Append]) -> list[int]:
+        if len(rows) == 1:
+            return [await self._single(rows[0])]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        found = await self.db.statement(_INSERT_MANY, *columns)
+        # Each row's id comes from the sequence as it is inserted, in array order: ascending
+        # ids are the rows in order (RETURNING itself promises no order).
+        return sorted(int(r["id"]) for r in found)
+
+    async def _single(self, row: _Append) -> int:
+        found = await self.db.statement(_INSERT, *row)
+        return int(found[0]["id"])
+
+    async def _one(self, row: _Append) -> int | BaseException:
+        try:
+            return await self._single(row)
+        except Exception as exc:
+            return exc
+
+
+def _settle(
+    batch: list[tuple[_Append, "asyncio.Future[int]"]], outcomes: list[int | BaseException]
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 class Journal:
     """Queries on ``webhook_journal``."""
 
     def __init__(self, db: "Database") -> None:
         self.db = db
+        # SQLite's group commit already shares one commit among the appends waiting.
+        self._appender = _Appender(db) if db.dialect == "postgres" else None
 
     async def append(self, *, group_key: str, received_at: float, owner: str, payload: str) -> int:
         """Store an accepted body durably; its id."""
-        rows = await self.db.statement(
-            "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
-            "VALUES ($1, $2, $3, $4) RETURNING id",
-            group_key,
-            received_at,
-            owner,
-            payload,
-        )
+        row = (group_key, received_at, owner, payload)
+        if self._appender is not None:
+            return await self._appender.append(row)
+        rows = await self.db.statement(_INSERT, *row)
         return int(rows[0]["id"])
 
     async def pending(

@@ -4,6 +4,7 @@ Secrets (tokens, DSN passwords, phone numbers, addresses) stay ``SecretRef`` her
 by ``resolve_secrets`` at start, so ``--config.check`` passes where the secrets are not set.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ class ServerConfig:
     max_backlog: int = 50_000
     # Where people reach this receiver; incident links in messages start with it.
     external_url: str = ""
+    # The name this replica's journal rows belong to ("" = host:port at start). A replica that
+    # comes back under the same name resumes its rows at once; another takes them over only
+    # after outbox.lease. Set it where host names change on restart (containers).
+    instance: str = ""
 
 
 @dataclass(frozen=True)
@@ -352,9 +357,22 @@ def _server(node: Node) -> ServerConfig:
         max_body_bytes=node.integer("max_body_bytes", 1 << 20, lo=1024, hi=64 << 20),
         max_backlog=node.integer("max_backlog", 50_000, lo=1, hi=10_000_000),
         external_url=node.text("external_url", "").rstrip("/"),
+        instance=_instance(node),
     )
     node.done()
     return config
+
+
+_INSTANCE = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+
+def _instance(node: Node) -> str:
+    value: str = node.text("instance", "")
+    if value and not _INSTANCE.fullmatch(value):
+        raise node.error(
+            "instance", "must be 1-200 letters, digits or . _ : - (a host name, a pod name)"
+        )
+    return value
 
 
 def _store(node: Node) -> StoreConfig:

@@ -145,6 +145,11 @@ def config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def instance_name(config: ReceiverConfig, listen: tuple[str, int]) -> str:
+    """Whose journal rows this process owns: ``server.instance``, else host:port."""
+    return config.server.instance or f"{socket.gethostname()}:{listen[1]}"
+
+
 async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
     """Run the server until SIGTERM or SIGINT."""
     from voicedrive_receiver.app import Services, create_app
@@ -182,7 +187,7 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
             render=renderer.render,
             clock=clock,
             worker=worker,
-            instance=f"{socket.gethostname()}:{listen[1]}",
+            instance=instance_name(config, listen),
         )
         await worker.refresh_snapshot()
         runner = web.AppRunner(create_app(svc), access_log=None, handle_signals=False)

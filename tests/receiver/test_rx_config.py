@@ -1,6 +1,7 @@
 """Config validation: one small invalid file per rule, paired with the message expected."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from voicedrive_receiver.config import (
     parse_config,
     resolve_secrets,
 )
+from voicedrive_receiver.main import instance_name
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "alertmanager" / "receiver.example.yml"
@@ -83,6 +85,7 @@ def parse(text: str) -> None:
             "outbox.backoff_max: must be at least backoff_base",
         ),
         ("incidents: {reopen_within: soon}\n", "incidents.reopen_within: invalid duration 'soon'"),
+        ("server: {instance: 'rx 0'}\n", "server.instance: must be 1-200 letters, digits"),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_key(text: str, message: str) -> None:
@@ -199,3 +202,14 @@ def test_config_check_reports_the_key_path_of_an_error(tmp_path: Path) -> None:
     result = _cli("--config.file", str(bad), "--config.check")
     assert result.returncode == 1
     assert "levels.default: must be a level 1, 2, 3 or 4, got 9" in result.stderr
+
+
+def test_the_instance_name_is_host_and_port_unless_configured() -> None:
+    config = parse_config(parse_yaml(MINIMAL), channel_types=FAKE_TYPES)
+    assert instance_name(config, ("127.0.0.1", 9095)) == f"{socket.gethostname()}:9095"
+
+
+def test_a_configured_instance_name_survives_a_new_host_name() -> None:
+    text = MINIMAL.replace("server: {auth: none}", "server: {auth: none, instance: receiver-0}")
+    config = parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
+    assert instance_name(config, ("127.0.0.1", 9095)) == "receiver-0"

@@ -203,8 +203,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def throughput(url: str, *, seconds: float, concurrency: int) -> float:
-    """Closed loop: payloads acknowledged per second with ``concurrency`` clients."""
+async def throughput(url: str, *, seconds: float, concurrency: int) -> tuple[float, int]:
+    """Closed loop with ``concurrency`` clients: (payloads acknowledged per second, count)."""
     run = uuid.uuid4().hex[:8]
     counter = iter(range(10**9))
     done = 0
@@ -226,7 +226,7 @@ async def throughput(url: str, *, seconds: float, concurrency: int) -> float:
         start = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return done / elapsed
+    return done / elapsed, done
 
 
 async def ack_latency(url: str, *, seconds: float, rate: float) -> tuple[float, float, int]:
@@ -361,20 +361,22 @@ async def paired_throughput(
         for concurrency in args.concurrency:
             if ceiling_url is not None:
                 ceilings[concurrency].append(
-                    await throughput(ceiling_url, seconds=args.slice, concurrency=concurrency)
+                    (await throughput(ceiling_url, seconds=args.slice, concurrency=concurrency))[0]
                 )
             before = cpu_seconds(pid)
             start = time.perf_counter()
-            rate = await throughput(url, seconds=args.slice, concurrency=concurrency)
+            rate, done = await throughput(url, seconds=args.slice, concurrency=concurrency)
             burst_end = time.perf_counter()
             rates[concurrency].append(rate)
-            accepted += rate * (burst_end - start)
+            accepted += done
             busy += burst_end - start
             if processes:
                 # Processing and fan-out of the slice's payloads are part of their cost.
                 await asyncio.sleep(1.2)
                 await drained(url)
-                drain_total += max(0.0, time.perf_counter() - burst_end - 1.0)  # less a refresh
+                # The gauges lag up to a refresh (1 s): the drain is counted up to when they
+                # showed it, an overestimate of at most that.
+                drain_total += time.perf_counter() - burst_end
             cpu += cpu_seconds(pid) - before
     slices = args.rounds * len(args.concurrency)
     return Rounds(
@@ -524,8 +526,10 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         "the ceiling's best rate at any of the concurrencies (each at its own saturation), "
         "median and range over the rounds. Processing (incident, outbox) and the Slack message "
         "follow after the answer, yielding to webhooks in flight; each receiver slice is drained "
-        "before the next ceiling slice: drained after = mean seconds after a slice until journal "
-        "and outbox were empty; processed end to end = payloads / (slices + drains).",
+        "before the next ceiling slice: drained after = mean seconds after a slice until the "
+        "journal and outbox gauges read empty (refreshed once a second and read from 1.2 s on, "
+        "so it overstates the drain by up to about a second); processed end to end = payloads "
+        "/ (slices + drains), understated by as much.",
         "",
         "CPU ms per payload: user + system time of the server process (every thread) over the "
         "slices and their drains, for the receivers including processing and delivering those "

@@ -17,9 +17,11 @@ from voicedrive_receiver.errors import PayloadError
 Status = Literal["firing", "resolved"]
 
 _ZERO_TIME_PREFIX = "0001-01-01T00:00:00"
+# ASCII digits only (``\d`` would take any script's), and \Z: ``$`` also matches before a
+# final newline.
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
 
 
@@ -32,14 +34,25 @@ def parse_time(value: object, field: str) -> datetime | None:
     match = _RFC3339.match(value)
     if match is None:
         raise PayloadError(field, f"invalid RFC 3339 timestamp {value[:40]!r}")
+    if match.group(4) == "24":
+        # RFC 3339 hours end at 23; fromisoformat reads 24:00 as the next midnight (3.14+).
+        return _from_fields(match, value, field)
     try:
         # The shape is RFC 3339 (checked above), which fromisoformat reads in C, truncating
         # digits past microseconds, about 8x faster than the arithmetic below; that remains
         # for what it refuses (a lowercase "t" or "z") and for the error text of an impossible
         # date or time.
-        return datetime.fromisoformat(value).astimezone(UTC)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return _from_fields(match, value, field)
+    return _utc(parsed, value, field)
+
+
+def _utc(when: datetime, value: str, field: str) -> datetime:
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999, pushed past the range by its offset
+        raise PayloadError(field, f"timestamp {value[:40]!r} is out of range in UTC") from None
 
 
 def _from_fields(match: re.Match[str], value: str, field: str) -> datetime:
@@ -56,7 +69,7 @@ def _from_fields(match: re.Match[str], value: str, field: str) -> datetime:
         when = datetime(year, month, day, hour, minute, second, micros, tzinfo=tz)
     except ValueError as exc:
         raise PayloadError(field, f"invalid timestamp {value[:40]!r}: {exc}") from None
-    return when.astimezone(UTC)
+    return _utc(when, value, field)
 
 
 @dataclass(frozen=True)

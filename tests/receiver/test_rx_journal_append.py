@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
-from voicedrive_receiver.errors import StoreRejected
+from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.store import open_postgres_store
 from voicedrive_receiver.store.base import Row, SqlStore
 from voicedrive_receiver.store.journal import MAX_APPEND_BATCH
@@ -68,3 +68,31 @@ async def test_a_body_the_server_refuses_fails_alone_in_its_batch(store: SqlStor
     assert sorted(stored.values()) == ["good-1", "good-2"]
     assert stored[results[0]] == "good-1"  # type: ignore[index]
     assert stored[results[2]] == "good-2"  # type: ignore[index]
+
+
+async def test_a_lone_refused_body_is_sent_to_the_server_once(store: SqlStore) -> None:
+    statements: list[str] = []
+    real = store.db.statement
+
+    async def counting(sql: str, *args: Any) -> list[Row]:
+        statements.append(sql)
+        return await real(sql, *args)
+
+    store.db.statement = counting  # type: ignore[method-assign]
+    with pytest.raises(StoreRejected):
+        await _append(store, "bad-\x00")
+    assert len(statements) == 1
+
+
+async def test_appends_waiting_when_the_flusher_is_cancelled_are_answered_unavailable(
+    store: SqlStore,
+) -> None:
+    waiting = [
+        asyncio.create_task(_append(store, f"body-{n}")) for n in range(MAX_APPEND_BATCH + 5)
+    ]
+    await asyncio.sleep(0)  # every append queued, the flusher started on the first batch
+    flusher = store.journal._appender._flusher  # type: ignore[union-attr]
+    assert flusher is not None
+    flusher.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+    assert all(isinstance(r, StoreUnavailable) for r in results)

@@ -57,6 +57,33 @@ def test_the_fast_path_reads_every_rfc3339_shape_like_the_exact_one(date: str) -
         assert _reading(value) == _field_by_field(value), value
 
 
+def test_hour_24_is_refused_whatever_the_python_version() -> None:
+    # RFC 3339 time-hour is 00-23. datetime.fromisoformat reads "24:00:00" as the next
+    # midnight from Python 3.14 on (gh-102450), so there the fast path would accept it.
+    with pytest.raises(PayloadError):
+        parse_time("2025-09-01T24:00:00Z", "alerts[0].startsAt")
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00"])
+def test_a_time_outside_the_datetime_range_in_utc_is_a_payload_error(value: str) -> None:
+    # Valid in its own offset, out of range once converted to UTC: an OverflowError escapes.
+    with pytest.raises(PayloadError) as caught:
+        parse_time(value, "alerts[0].startsAt")
+    assert caught.value.field == "alerts[0].startsAt"
+
+
+def test_a_timestamp_followed_by_a_newline_is_refused() -> None:
+    # The pattern ends in "$", which also matches before a final newline.
+    with pytest.raises(PayloadError):
+        parse_time("2025-09-01T00:00:00Z\n", "alerts[0].startsAt")
+
+
+def test_digits_outside_ascii_are_refused() -> None:
+    # "\d" matches every Unicode decimal digit and int() reads them all.
+    with pytest.raises(PayloadError):
+        parse_time("\u0662\u0660\u0662\u0665-09-01T00:00:00Z", "alerts[0].startsAt")
+
+
 def test_zero_end_time_means_not_ended() -> None:
     assert parse_time("0001-01-01T00:00:00Z", "t") is None
 

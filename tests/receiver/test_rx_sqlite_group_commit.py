@@ -77,3 +77,26 @@ async def test_an_operational_error_in_a_statement_is_store_unavailable(tmp_path
         assert await _keys(store) == []
     finally:
         await store.close()
+
+
+async def test_a_statement_failing_after_its_changes_fails_its_whole_batch(
+    tmp_path: Path,
+) -> None:
+    # SQLite makes every change of an INSERT ... RETURNING in its first step; here the error
+    # comes after that, in Python, while the returned row is decoded. With no savepoint to undo
+    # it, the batch is rolled back and every unit of it is told to retry (a 503 for webhooks).
+    store = await _store_with_table(tmp_path)
+    try:
+        bad = "INSERT INTO t (k, v) VALUES ($1, $2) RETURNING CAST(X'FF' AS TEXT) AS r"
+        good = "INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k"
+        results = await asyncio.gather(
+            store.db.statement(bad, "failed", "1"),
+            store.db.statement(good, "ok", "2"),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], StoreUnavailable)
+        assert isinstance(results[1], StoreUnavailable)
+        assert await store.db.statement("SELECT k FROM t") == []
+        assert await store.db.statement(good, "retried", "3") == [{"k": "retried"}]
+    finally:
+        await store.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voicedrive_receiver.errors import StoreRejected
+from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 
 if TYPE_CHECKING:  # base imports this module
     from voicedrive_receiver.store.base import Connection, Database
@@ -27,10 +27,11 @@ _INSERT_MANY = (
     "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
     "SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[]) RETURNING id"
 )
-# One multi-row insert holds at most this many rows and, past its first row, this many bytes
-# of bodies: a statement stays far inside the command timeout whatever the body size limit.
+# One multi-row insert holds at most this many rows and, past its first row, this many
+# characters of bodies (up to 4 bytes each in UTF-8): a statement stays far inside the command
+# timeout whatever the body size limit.
 MAX_APPEND_BATCH = 64
-MAX_APPEND_BYTES = 4 << 20
+MAX_APPEND_CHARS = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class _Appender:
     def __init__(self, db: "Database") -> None:
         self.db = db
         self._queue: list[tuple[_Append, asyncio.Future[int]]] = []
+        self._inflight: list[tuple[_Append, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, row: _Append) -> int:
@@ -82,29 +84,36 @@ class _Appender:
         self._queue.append((row, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="journal-append")
+            self._flusher.add_done_callback(self._flusher_ended)
         return await future
 
     async def _flush(self) -> None:
         while self._queue:
-            batch = self._take()
+            self._inflight = batch = self._take()
             rows = [row for row, _ in batch]
             outcomes: list[int | BaseException]
             try:
                 outcomes = list(await self._insert(rows))
-            except StoreRejected:
-                outcomes = [await self._one(row) for row in rows]
-            except BaseException as exc:
+            except StoreRejected as exc:
+                outcomes = [await self._one(row) for row in rows] if len(rows) > 1 else [exc]
+            except Exception as exc:
                 outcomes = [exc] * len(batch)
-                if not isinstance(exc, Exception):
-                    _settle(batch, outcomes)
-                    raise
             _settle(batch, outcomes)
+            self._inflight = []
+
+    def _flusher_ended(self, task: "asyncio.Task[None]") -> None:
+        if task is not self._flusher or not task.cancelled():
+            return
+        # Cancelled (the loop is closing), perhaps before it began: nobody would flush what
+        # waits, so all of it is answered 503, as when the store is unavailable.
+        waiting, self._inflight, self._queue = self._inflight + self._queue, [], []
+        _settle(waiting, [StoreUnavailable("PostgreSQL store is closing")] * len(waiting))
 
     def _take(self) -> list[tuple[_Append, "asyncio.Future[int]"]]:
         size = count = 0
         for (_, _, _, payload), _ in self._queue[:MAX_APPEND_BATCH]:
             size += len(payload)
-            if count and size > MAX_APPEND_BYTES:
+            if count and size > MAX_APPEND_CHARS:
                 break
             count += 1
         batch = self._queue[:count]

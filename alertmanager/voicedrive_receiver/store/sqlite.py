@@ -254,13 +254,17 @@ class SqliteDatabase:
         try:
             for work in works:
                 if isinstance(work, _Statement):
-                    # A failing statement is undone by SQLite alone (statement journal), so
+                    # A statement that fails is undone by SQLite alone (statement journal), so
                     # no savepoint: two statements fewer per webhook, the hot path.
+                    changes = conn.total_changes
                     try:
                         outcomes.append((True, _rows(conn, work.sql, work.args)))
                     except Exception as exc:
-                        if not conn.in_transaction:
-                            raise  # SQLite rolled the whole transaction back (I/O, full)
+                        if not conn.in_transaction or conn.total_changes != changes:
+                            # SQLite rolled the transaction back (I/O, disk full), or the
+                            # statement's changes stand (it failed reading its RETURNING rows):
+                            # then nothing of the batch may commit.
+                            raise StoreUnavailable(f"SQLite store: {exc}") from exc
                         outcomes.append((False, _outcome(exc)))
                     continue
                 conn.execute("SAVEPOINT unit").close()
@@ -271,10 +275,15 @@ class SqliteDatabase:
                     outcomes.append((False, _outcome(exc)))
                 conn.execute("RELEASE unit").close()
             conn.execute("COMMIT").close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreUnavailable) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK").close()
-            return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
+            failure = (
+                exc
+                if isinstance(exc, StoreUnavailable)
+                else StoreUnavailable(f"SQLite store: {exc}")
+            )
+            return [(False, failure)] * len(works)
         return outcomes
 
     @asynccontextmanager

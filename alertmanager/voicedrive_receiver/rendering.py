@@ -302,6 +302,10 @@ class Renderer:
         if env is None:
             env = SandboxedEnvironment(
                 loader=jinja2.FileSystemLoader(str(directory)),
+                # The built-in templates are part of the installed package, like its code: one
+                # compile per process, no stat of the file per render. Operator templates are
+                # still checked every time, so an edit takes effect with the next message.
+                auto_reload=source != "builtin",
                 autoescape=flavour == "html",
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,

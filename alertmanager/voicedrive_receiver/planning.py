@@ -244,12 +244,53 @@ def make_planner(
 
 def rendered_to_json(message: RenderedMessage) -> dict[str, Any]:
     """A RenderedMessage as stored in the outbox."""
+    extra = _plain_copy(message.extra, 0)
+    if extra is _NOT_PLAIN:
+        extra = json.loads(json.dumps(message.extra, ensure_ascii=False, default=str))
     return {
         "subject": message.subject,
         "text": message.text,
         "html": message.html,
-        "extra": json.loads(json.dumps(message.extra, ensure_ascii=False, default=str)),
+        "extra": extra,
     }
+
+
+# _plain_copy's answer for data a JSON round trip would change (or refuse).
+_NOT_PLAIN: Any = object()
+# Deeper than this goes the round trip, which also reports a reference cycle as it always did.
+_MAX_PLAIN_DEPTH = 32
+# Beyond Python's default int/str conversion limit (4300 digits) the round trip raises.
+_MAX_PLAIN_INT = 10**4000
+
+
+def _plain_copy(value: Any, depth: int) -> Any:
+    # A JSON round trip of data that is JSON already is a deep copy (a Slack message's blocks):
+    # copied directly, without serialising and parsing it again. Anything else (tuples, str
+    # subclasses, non-text keys, objects needing default=str) takes the round trip.
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return value
+    if kind is int:
+        return value if -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT else _NOT_PLAIN
+    if depth >= _MAX_PLAIN_DEPTH:
+        return _NOT_PLAIN
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            copied = _plain_copy(item, depth + 1)
+            if type(key) is not str or copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            out[key] = copied
+        return out
+    if kind is list:
+        items = []
+        for item in value:
+            copied = _plain_copy(item, depth + 1)
+            if copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            items.append(copied)
+        return items
+    return _NOT_PLAIN
 
 
 def rendered_from_json(data: Mapping[str, Any]) -> RenderedMessage:

@@ -46,7 +46,8 @@ BATCH = 64
 CONCURRENCY = 16
 # How often the journal gauges are re-read, and the wait before retrying an unavailable store.
 REFRESH_INTERVAL = 1.0
-# Groups whose last incident the processor remembers (a few bytes each).
+# Groups whose last incident, and notifications whose identity, the processor remembers (a few
+# dozen bytes each).
 MAX_HINTS = 10_000
 
 Outcome = Literal["stored", "duplicate", "elsewhere", "failed"]
@@ -85,6 +86,10 @@ class Processor:
         # group key -> (incident id, level) at its last ingest: a guess that lets rendering
         # happen before the transaction (the transaction checks it, see OutboxPlanner).
         self._hints: dict[str, tuple[str, int]] = {}
+        # Notification identities already in the store (stored here, found duplicate, or
+        # processed by a peer): a resend of one is a duplicate, which sends nothing, so it is
+        # not rendered ahead. Also a guess: the transaction renders when it is wrong.
+        self._stored: set[str] = set()
 
     @property
     def takeover_after(self) -> float:
@@ -182,12 +187,19 @@ class Processor:
             )
             planner = make_planner(notification, plan, svc.config, svc.render)
             batch = plan.batch
-            hint = self._hints.get(batch.group_key) or (
+            hint = self._hints.get(batch.group_key)
+            if batch.identity in self._stored:
+                pass  # most likely a duplicate: nothing to send, nothing to render ahead
+            elif hint is not None:
+                planner.prerender(*hint)
+            elif batch.status == "firing":
                 # Most likely a new incident, whose id is derived from this very notification.
-                incident_id_for(batch.group_key, batch.identity, batch.received_at),
-                batch.level,
-            )
-            planner.prerender(*hint)
+                planner.prerender(
+                    incident_id_for(batch.group_key, batch.identity, batch.received_at),
+                    batch.level,
+                )
+            # A resolved one without a hint is not rendered ahead: it opens no incident, and the
+            # group's open one was opened by another notification, so no guess could be right.
             result = await svc.store.ingest(batch, planner, journal_id=entry.id)
         except StoreRejected as exc:
             # The same data is refused every time: retried, it would block its group forever.
@@ -198,6 +210,9 @@ class Processor:
             # Validated at the webhook, so this is a receiver bug.
             return await self._failed(entry, exc)
 
+        if len(self._stored) >= MAX_HINTS:
+            self._stored.clear()  # a guess cache as well: losing it only costs renderings
+        self._stored.add(batch.identity)
         if result.already_processed:
             return self._count(entry, Processed(entry.id, "elsewhere"))
         if result.duplicate:

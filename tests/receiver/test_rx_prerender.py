@@ -132,3 +132,37 @@ async def test_after_a_restart_a_resolved_notification_is_rendered_once(rx: Harn
     assert done.incident_id == firing.incident_id
     assert done.enqueued == 1
     assert calls == [("slack", "firing"), ("slack", "resolved")]
+
+
+async def test_a_group_resent_as_part_of_it_resolves_is_not_rendered(rx: Harness) -> None:
+    calls = count_renders(rx)
+    await rx.ingest(payload(alert(level="1", fingerprint="a"), alert(level="1", fingerprint="b")))
+    assert calls == [("slack", "firing")]
+    partly = await rx.ingest(
+        payload(
+            alert(level="1", fingerprint="a"), alert(level="1", fingerprint="b", status="resolved")
+        )
+    )
+    assert (partly.outcome, partly.enqueued) == ("stored", 0)
+    assert calls == [("slack", "firing")]
+    grown = await rx.ingest(
+        payload(alert(level="1", fingerprint="a"), alert(level="1", fingerprint="c"))
+    )
+    assert grown.enqueued == 1
+    assert calls == [("slack", "firing"), ("slack", "firing")]
+    await rx.drain()
+    assert rx.channels["slack"].contacts() == [("emergency_channel", "firing")] * 2
+
+
+async def test_an_alert_firing_again_after_it_resolved_is_rendered_and_pages(rx: Harness) -> None:
+    calls = count_renders(rx)
+    await rx.ingest(payload(alert(level="1", fingerprint="a"), alert(level="1", fingerprint="b")))
+    await rx.ingest(
+        payload(
+            alert(level="1", fingerprint="a"), alert(level="1", fingerprint="b", status="resolved")
+        )
+    )
+    refired = alert(level="1", fingerprint="b", starts_at="2025-09-01T10:00:00Z")
+    again = await rx.ingest(payload(alert(level="1", fingerprint="a"), refired))
+    assert again.enqueued == 1
+    assert calls == [("slack", "firing"), ("slack", "firing")]

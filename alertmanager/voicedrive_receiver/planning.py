@@ -9,11 +9,12 @@ from typing import Any
 from voicedrive_receiver.channels.base import RenderedMessage
 from voicedrive_receiver.config import ReceiverConfig
 from voicedrive_receiver.identity import delivery_id, notification_identity, pair_key
-from voicedrive_receiver.levels import LevelDecision, alert_level, group_level
+from voicedrive_receiver.levels import LevelDecision, alert_level
 from voicedrive_receiver.lifecycle.hold import hold_row, release_time
 from voicedrive_receiver.models import Alert, Notification
 from voicedrive_receiver.rendering import build_context
 from voicedrive_receiver.routing import (
+    Ownership,
     Route,
     duty_notes,
     ownership,
@@ -32,6 +33,8 @@ class Plan:
 
     batch: IngestBatch
     decisions: tuple[LevelDecision, ...]
+    # The owning teams and roles, as build_batch found them (None: the planner works them out).
+    owner: Ownership | None = None
 
     def alerts(self) -> tuple[AlertRecord, ...]:
         """The alerts of the batch."""
@@ -60,9 +63,13 @@ def build_batch(
 ) -> Plan:
     """Decide levels and ownership for one notification."""
     decisions = tuple(alert_level(a.labels, config.levels) for a in notification.alerts)
-    level = group_level(notification.alerts, config.levels)
-    owner = ownership(notification.firing() or notification.alerts, config)
-    first = (notification.firing() or notification.alerts)[0]
+    # levels.group_level, from the decisions just made instead of deciding every alert again.
+    pairs = tuple(zip(notification.alerts, decisions, strict=True))
+    levels = [d.level for a, d in pairs if a.status == "firing"] or [d.level for d in decisions]
+    level = max(levels, default=config.levels.default)
+    chosen = notification.firing() or notification.alerts
+    owner = ownership(chosen, config)
+    first = chosen[0]
     summary = (
         notification.common_annotations.get("summary")
         or first.annotations.get("summary")
@@ -80,7 +87,7 @@ def build_batch(
             labels=a.labels,
             annotations=a.annotations,
         )
-        for a, d in zip(notification.alerts, decisions, strict=True)
+        for a, d in pairs
     )
     batch = IngestBatch(
         identity=notification_identity(notification),
@@ -97,7 +104,7 @@ def build_batch(
         alerts=records,
         reopen_within=config.incidents.reopen_within,
     )
-    return Plan(batch=batch, decisions=decisions)
+    return Plan(batch=batch, decisions=decisions, owner=owner)
 
 
 class OutboxPlanner:
@@ -117,10 +124,20 @@ class OutboxPlanner:
         self.batch = plan.batch
         self.config = config
         self.render = render
-        self.owner = ownership(notification.firing() or notification.alerts, config)
+        self.owner = plan.owner or ownership(notification.firing() or notification.alerts, config)
         self.at = datetime.fromtimestamp(plan.batch.received_at, UTC)
         self._alerts = [_alert_json(a) for a in notification.alerts]
         self._prepared: dict[tuple[str, int, str], dict[str, Any]] = {}
+        # routes_for_level per level: a pure function of the level, the owner, the (frozen)
+        # config and the arrival time, asked by prerender and again by the transaction.
+        self._routes: dict[int, tuple[Route, ...]] = {}
+
+    def _routes_for(self, level: int) -> tuple[Route, ...]:
+        routes = self._routes.get(level)
+        if routes is None:
+            routes = routes_for_level(level, self.owner, self.config, at=self.at)
+            self._routes[level] = routes
+        return routes
 
     def _context(self, incident_id: str, level: int) -> dict[str, Any]:
         batch, notification, config = self.batch, self.notification, self.config
@@ -157,10 +174,7 @@ class OutboxPlanner:
     def prerender(self, incident_id: str, level: int) -> None:
         """Render, ahead of the transaction, what (incident_id, level) would send."""
         level = max(self.batch.level, level)
-        kinds = {
-            self.config.channels[r.channel].kind
-            for r in routes_for_level(level, self.owner, self.config, at=self.at)
-        }
+        kinds = {self.config.channels[r.channel].kind for r in self._routes_for(level)}
         if not kinds:
             return
         context = self._context(incident_id, level)
@@ -181,7 +195,7 @@ class OutboxPlanner:
         level = max(batch.level, state.incident_level)
         routes: tuple[Route, ...]
         if batch.status == "firing":
-            routes = routes_for_level(level, self.owner, config, at=self.at)
+            routes = self._routes_for(level)
         else:
             routes = resolved_routes(state.firing_routes, config)
         # Outside business hours, low levels wait for the hold team (issue 5): parked rows.
@@ -230,12 +244,53 @@ def make_planner(
 
 def rendered_to_json(message: RenderedMessage) -> dict[str, Any]:
     """A RenderedMessage as stored in the outbox."""
+    extra = _plain_copy(message.extra, 0)
+    if extra is _NOT_PLAIN:
+        extra = json.loads(json.dumps(message.extra, ensure_ascii=False, default=str))
     return {
         "subject": message.subject,
         "text": message.text,
         "html": message.html,
-        "extra": json.loads(json.dumps(message.extra, ensure_ascii=False, default=str)),
+        "extra": extra,
     }
+
+
+# _plain_copy's answer for data a JSON round trip would change (or refuse).
+_NOT_PLAIN: Any = object()
+# Deeper than this goes the round trip, which also reports a reference cycle as it always did.
+_MAX_PLAIN_DEPTH = 32
+# Beyond Python's default int/str conversion limit (4300 digits) the round trip raises.
+_MAX_PLAIN_INT = 10**4000
+
+
+def _plain_copy(value: Any, depth: int) -> Any:
+    # A JSON round trip of data that is JSON already is a deep copy (a Slack message's blocks):
+    # copied directly, without serialising and parsing it again. Anything else (tuples, str
+    # subclasses, non-text keys, objects needing default=str) takes the round trip.
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return value
+    if kind is int:
+        return value if -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT else _NOT_PLAIN
+    if depth >= _MAX_PLAIN_DEPTH:
+        return _NOT_PLAIN
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            copied = _plain_copy(item, depth + 1)
+            if type(key) is not str or copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            out[key] = copied
+        return out
+    if kind is list:
+        items = []
+        for item in value:
+            copied = _plain_copy(item, depth + 1)
+            if copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            items.append(copied)
+        return items
+    return _NOT_PLAIN
 
 
 def rendered_from_json(data: Mapping[str, Any]) -> RenderedMessage:

@@ -26,7 +26,7 @@ from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.metrics import JournalSnapshot
 from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.planning import build_batch, make_planner
-from voicedrive_receiver.store.base import incident_id_for
+from voicedrive_receiver.store.base import IngestBatch, incident_id_for
 from voicedrive_receiver.store.journal import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ BATCH = 64
 CONCURRENCY = 16
 # How often the journal gauges are re-read, and the wait before retrying an unavailable store.
 REFRESH_INTERVAL = 1.0
-# Groups whose last incident the processor remembers (a few bytes each).
+# Groups whose last incident, and notifications whose identity, the processor remembers (a few
+# dozen bytes each).
 MAX_HINTS = 10_000
 
 Outcome = Literal["stored", "duplicate", "elsewhere", "failed"]
@@ -85,6 +86,14 @@ class Processor:
         # group key -> (incident id, level) at its last ingest: a guess that lets rendering
         # happen before the transaction (the transaction checks it, see OutboxPlanner).
         self._hints: dict[str, tuple[str, int]] = {}
+        # Notification identities already in the store (stored here, found duplicate, or
+        # processed by a peer): a resend of one is a duplicate, which sends nothing, so it is
+        # not rendered ahead. Also a guess: the transaction renders when it is wrong.
+        self._stored: set[str] = set()
+        # group key -> (fingerprint, start) of the alerts this processor stored as firing: a
+        # firing notification with nothing new among them (Alertmanager resends a group when
+        # part of it resolves) pages nobody, so it is not rendered ahead either. A guess too.
+        self._firing: dict[str, set[tuple[str, float]]] = {}
 
     @property
     def takeover_after(self) -> float:
@@ -182,12 +191,21 @@ class Processor:
             )
             planner = make_planner(notification, plan, svc.config, svc.render)
             batch = plan.batch
-            hint = self._hints.get(batch.group_key) or (
+            hint = self._hints.get(batch.group_key)
+            if batch.identity in self._stored:
+                pass  # most likely a duplicate: nothing to send, nothing to render ahead
+            elif batch.status == "firing" and self._nothing_new(batch):
+                pass  # most likely nothing newly firing: nothing to send either
+            elif hint is not None:
+                planner.prerender(*hint)
+            elif batch.status == "firing":
                 # Most likely a new incident, whose id is derived from this very notification.
-                incident_id_for(batch.group_key, batch.identity, batch.received_at),
-                batch.level,
-            )
-            planner.prerender(*hint)
+                planner.prerender(
+                    incident_id_for(batch.group_key, batch.identity, batch.received_at),
+                    batch.level,
+                )
+            # A resolved one without a hint is not rendered ahead: it opens no incident, and the
+            # group's open one was opened by another notification, so no guess could be right.
             result = await svc.store.ingest(batch, planner, journal_id=entry.id)
         except StoreRejected as exc:
             # The same data is refused every time: retried, it would block its group forever.
@@ -198,6 +216,9 @@ class Processor:
             # Validated at the webhook, so this is a receiver bug.
             return await self._failed(entry, exc)
 
+        if len(self._stored) >= MAX_HINTS:
+            self._stored.clear()  # a guess cache as well: losing it only costs renderings
+        self._stored.add(batch.identity)
         if result.already_processed:
             return self._count(entry, Processed(entry.id, "elsewhere"))
         if result.duplicate:
@@ -212,6 +233,7 @@ class Processor:
             if len(self._hints) >= MAX_HINTS:
                 self._hints.clear()  # a guess cache: losing it only costs renderings
             self._hints[batch.group_key] = (result.incident_id, result.level)
+        self._remember_firing(batch)
         for alert, decision in zip(notification.alerts, plan.decisions, strict=True):
             svc.metrics.alerts.labels(level=str(decision.level), status=alert.status).inc()
             if decision.source == "default":
@@ -239,6 +261,28 @@ class Processor:
         return self._count(
             entry, Processed(entry.id, "stored", result.incident_id, result.enqueued)
         )
+
+    def _nothing_new(self, batch: IngestBatch) -> bool:
+        seen = self._firing.get(batch.group_key)
+        if not seen:
+            return False
+        return all(
+            (a.fingerprint, a.starts_at) in seen for a in batch.alerts if a.status == "firing"
+        )
+
+    def _remember_firing(self, batch: IngestBatch) -> None:
+        # Mirrors what the ingest wrote to the group's alerts (their status, by fingerprint
+        # and start); a peer's writes are not seen, which only makes the guess wrong.
+        seen = self._firing.get(batch.group_key)
+        if seen is None:
+            if len(self._firing) >= MAX_HINTS:
+                self._firing.clear()
+            seen = self._firing[batch.group_key] = set()
+        for alert in batch.alerts:
+            if alert.status == "firing":
+                seen.add((alert.fingerprint, alert.starts_at))
+            else:
+                seen.discard((alert.fingerprint, alert.starts_at))
 
     async def _failed(self, entry: JournalEntry, exc: Exception) -> Processed:
         # Keep the row and the reason (the gauge and the log show it), go on with the others.

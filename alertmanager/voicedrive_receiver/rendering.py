@@ -14,6 +14,7 @@ keys (``level_name``, ``status_text``, ``respond_within``, ``watch``) and the pe
 configured response deadline, or the P2 default of the level when the context has none.
 """
 
+import functools
 import logging
 import re
 import weakref
@@ -140,6 +141,19 @@ def parse_time(value: object) -> datetime | None:
 
 def localtime(value: object, fmt: str = "%Y-%m-%d %H:%M:%S JST") -> str:
     """Format a timestamp in Asia/Tokyo; empty for "not ended" or unparsable values."""
+    if type(value) is str and type(fmt) is str:
+        return _localtime_text(value, fmt)
+    return _localtime(value, fmt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _localtime_text(value: str, fmt: str) -> str:
+    # A pure function of two strings (the zone is fixed), asked for the same alert start in
+    # every message of a group: remembered instead of parsed and formatted each time.
+    return _localtime(value, fmt)
+
+
+def _localtime(value: object, fmt: str) -> str:
     parsed = parse_time(value)
     if parsed is None:
         return ""
@@ -302,6 +316,10 @@ class Renderer:
         if env is None:
             env = SandboxedEnvironment(
                 loader=jinja2.FileSystemLoader(str(directory)),
+                # The built-in templates are part of the installed package, like its code: one
+                # compile per process, no stat of the file per render. Operator templates are
+                # still checked every time, so an edit takes effect with the next message.
+                auto_reload=source != "builtin",
                 autoescape=flavour == "html",
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,

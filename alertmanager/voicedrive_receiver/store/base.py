@@ -768,11 +768,16 @@ class SqlStore:
         # message never overtakes its firing one. The heads are found by one grouped scan of
         # the channel's pending rows: linear in the backlog whatever plan the database picks
         # (a NOT EXISTS per candidate became quadratic on PostgreSQL with a deep outbox, past
-        # the command timeout, and stopped the channel).
+        # the command timeout, and stopped the channel). ``o.state`` is tested again on the row
+        # itself: PostgreSQL re-checks only o's own conditions on a row that a peer changed
+        # after this statement's snapshot, and a peer that claimed, sent and marked it
+        # delivered meanwhile has cleared its lease, so without it the row was claimed (and
+        # sent) a second time.
         pick = (
             "SELECT o.id FROM outbox o WHERE o.id IN (SELECT MIN(h.id) FROM outbox h "
             "WHERE h.channel = $3 AND h.state = 'pending' GROUP BY h.pair_key) "
-            "AND o.next_attempt_at <= $4 AND (o.lease_until IS NULL OR o.lease_until <= $4) "
+            "AND o.state = 'pending' AND o.next_attempt_at <= $4 "
+            "AND (o.lease_until IS NULL OR o.lease_until <= $4) "
             "ORDER BY o.next_attempt_at, o.id LIMIT $5"
         )
         if self.dialect == "postgres":

@@ -185,6 +185,19 @@ def test_operator_override_is_searched_first(tmp_path: Path, renderer: Renderer)
     assert message.text == "独自 L3 INC-20250901-0003"
 
 
+def test_an_edited_override_template_is_used_from_the_next_message_on(tmp_path: Path) -> None:
+    (tmp_path / "ja").mkdir()
+    template = tmp_path / "ja" / "sms_firing.j2"
+    template.write_text("旧 L{{ level }}")
+    renderer = Renderer(directory=tmp_path, registry=None)
+    ctx = sample_context("firing")
+    assert renderer.render("sms", "firing", "ja", ctx).text == "旧 L3"
+    template.write_text("新 L{{ level }}")
+    later = template.stat().st_mtime + 10  # a new mtime even on a coarse-grained file system
+    os.utime(template, (later, later))
+    assert renderer.render("sms", "firing", "ja", ctx).text == "新 L3"
+
+
 def test_override_directory_falls_through_to_builtin_for_missing_files(tmp_path: Path) -> None:
     (tmp_path / "ja").mkdir()
     (tmp_path / "ja" / "sms_firing.j2").write_text("独自")

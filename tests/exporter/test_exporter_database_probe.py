@@ -22,10 +22,16 @@ def settings(yaml: str) -> DatabaseSettings:
     return config.database
 
 
-def target(dsn: str, extra: str = "") -> str:
+def target(
+    dsn: str, extra: str = "", *, connect_timeout: str = "10s", query_timeout: str = "4s"
+) -> str:
+    # Generous by default: a loaded CI machine once took over 1 s to refuse a wrong password
+    # (SCRAM on both sides), which the probe rightly called a timeout. The timeout test sets
+    # its own short one.
     return (
-        "database: {interval: 5s, timeout: 2s, targets: [{name: main, "
-        f"dsn: '{dsn}', connect_timeout: 1s, query_timeout: 500ms{extra}}}]}}"
+        "database: {interval: 30s, timeout: 15s, targets: [{name: main, "
+        f"dsn: '{dsn}', connect_timeout: {connect_timeout}, "
+        f"query_timeout: {query_timeout}{extra}}}]}}"
     )
 
 
@@ -98,7 +104,12 @@ async def test_listener_that_never_speaks_is_down_with_reason_timeout_within_the
     port = await raw_server(never_answer)
     started = time.monotonic()
     result = await database.probe(
-        settings(target(f"postgresql://u:p@127.0.0.1:{port}/d")), deps=deps
+        settings(
+            target(
+                f"postgresql://u:p@127.0.0.1:{port}/d", connect_timeout="1s", query_timeout="500ms"
+            )
+        ),
+        deps=deps,
     )
     assert result.reasons == ("timeout",)
     assert up(result) == 0

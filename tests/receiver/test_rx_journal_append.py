@@ -25,6 +25,20 @@ async def store(postgres: ThrowawayPostgres) -> AsyncIterator[SqlStore]:
         await opened.close()
 
 
+@pytest.fixture
+def statements(store: SqlStore) -> list[str]:
+    """The SQL of every statement the store sends from now on."""
+    sent: list[str] = []
+    real = store.db.statement
+
+    async def counting(sql: str, *args: Any) -> list[Row]:
+        sent.append(sql)
+        return await real(sql, *args)
+
+    store.db.statement = counting  # type: ignore[method-assign]
+    return sent
+
+
 async def _append(store: SqlStore, payload: str) -> int:
     return await store.journal.append(
         group_key="{}:{g}", received_at=1.0, owner="here:9095", payload=payload
@@ -36,15 +50,9 @@ async def _payloads(store: SqlStore) -> dict[int, str]:
     return {int(r["id"]): r["payload"] for r in rows}
 
 
-async def test_appends_waiting_at_once_share_one_statement_per_batch(store: SqlStore) -> None:
-    statements: list[str] = []
-    real = store.db.statement
-
-    async def counting(sql: str, *args: Any) -> list[Row]:
-        statements.append(sql)
-        return await real(sql, *args)
-
-    store.db.statement = counting  # type: ignore[method-assign]
+async def test_appends_waiting_at_once_share_one_statement_per_batch(
+    store: SqlStore, statements: list[str]
+) -> None:
     await asyncio.gather(*(_append(store, f"body-{n}") for n in range(MAX_APPEND_BATCH + 1)))
     assert len(statements) == 2  # a full batch, then the one left over
 
@@ -70,15 +78,9 @@ async def test_a_body_the_server_refuses_fails_alone_in_its_batch(store: SqlStor
     assert stored[results[2]] == "good-2"  # type: ignore[index]
 
 
-async def test_a_lone_refused_body_is_sent_to_the_server_once(store: SqlStore) -> None:
-    statements: list[str] = []
-    real = store.db.statement
-
-    async def counting(sql: str, *args: Any) -> list[Row]:
-        statements.append(sql)
-        return await real(sql, *args)
-
-    store.db.statement = counting  # type: ignore[method-assign]
+async def test_a_lone_refused_body_is_sent_to_the_server_once(
+    store: SqlStore, statements: list[str]
+) -> None:
     with pytest.raises(StoreRejected):
         await _append(store, "bad-\x00")
     assert len(statements) == 1

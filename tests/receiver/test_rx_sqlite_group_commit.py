@@ -100,3 +100,47 @@ async def test_a_statement_failing_after_its_changes_fails_its_whole_batch(
         assert await store.db.statement(good, "retried", "3") == [{"k": "retried"}]
     finally:
         await store.close()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another connection (another process, say) holding the file's write lock."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+async def test_a_batch_waits_for_another_connections_write_lock_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite_store(str(tmp_path / "group.db"), busy_timeout=30.0)
+    try:
+        async with store.db.transaction() as conn:
+            await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        other = _hold_write_lock(tmp_path / "group.db")
+        insert = asyncio.create_task(
+            store.db.statement("INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k", "a", "1")
+        )
+        ticks = 0
+        for _ in range(5):  # the loop keeps turning while the batch waits for the lock
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert ticks == 5
+        assert not insert.done()
+        other.execute("COMMIT")
+        other.close()
+        assert await asyncio.wait_for(insert, timeout=20) == [{"k": "a"}]
+        assert await _keys(store) == ["a"]
+    finally:
+        await store.close()
+
+
+async def test_the_busy_timeout_still_applies_after_a_batch_began_at_once(tmp_path: Path) -> None:
+    # The fast path begins with the busy timeout off, and must put it back for everything else.
+    store = await open_sqlite_store(str(tmp_path / "group.db"), busy_timeout=30.0)
+    try:
+        async with store.db.transaction() as conn:
+            await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        await store.db.statement("INSERT INTO t (k, v) VALUES ($1, $2)", "a", "1")
+        assert await store.db.statement("PRAGMA busy_timeout") == [{"timeout": 30_000}]
+    finally:
+        await store.close()

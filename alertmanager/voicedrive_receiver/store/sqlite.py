@@ -141,7 +141,13 @@ def _run_units(
 
 
 def _commit(conn: sqlite3.Connection) -> None:
-    conn.execute("COMMIT").close()
+    """COMMIT, or ROLLBACK when it fails: on the database thread, whoever still awaits it."""
+    try:
+        conn.execute("COMMIT").close()
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK").close()
+        raise
 
 
 def _failed_batch(
@@ -167,7 +173,8 @@ class SqliteDatabase:
         self._lock = asyncio.Lock()
         self._queue: list[tuple[Work[Any] | _Statement, asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
-        self._committing: asyncio.Future[None] | None = None
+        # The last job handed to the database thread; its one worker runs jobs in order.
+        self._worker_job: asyncio.Future[Any] | None = None
         self._checkpoint_executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sqlite-checkpoint"
         )
@@ -234,14 +241,33 @@ class SqliteDatabase:
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("SQLite store is closed")
-
-        def go() -> T:
-            return fn(conn)
-
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, go)
+            return await self._on_worker(fn, conn)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from None
+
+    async def _on_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the database thread, remembered until it is done.
+
+        Shielded: a caller cancelled meanwhile does not stop the job, and the connection stays
+        the worker's until it ends (``_reclaim``).
+        """
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._worker_job = job
+        return await asyncio.shield(job)
+
+    async def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """Under the lock, before the loop's thread uses the connection.
+
+        A job whose caller was cancelled may still run on the database thread: wait for it.
+        A transaction still open then was left by a cancelled caller (only the lock holder
+        may have one): roll it back, or every later BEGIN would fail.
+        """
+        job = self._worker_job
+        if job is not None and not job.done():
+            await asyncio.wait([job])
+        if conn.in_transaction:
+            conn.execute("ROLLBACK").close()
 
     async def run(self, work: Work[T], *, lock_key: str | None = None) -> T:
         """Queue ``work`` for the next group commit and wait until it is on disk."""
@@ -297,22 +323,16 @@ class SqliteDatabase:
         conn = self._conn
         if conn is None:
             return [(False, StoreUnavailable("SQLite store is closed"))] * len(works)
-        loop = asyncio.get_running_loop()
-        if self._committing is not None and not self._committing.done():
-            # A COMMIT handed over by a batch cancelled meanwhile is still running.
-            await self._committing
         try:
+            await self._reclaim(conn)
             began = self._begin_at_once(conn)
         except sqlite3.Error as exc:
             return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
         if not began:
-            return await loop.run_in_executor(self._executor, self._run_batch_waiting, works)
+            return await self._on_worker(self._run_batch_waiting, works)
         try:
             outcomes = _run_units(conn, works)
-            self._committing = loop.run_in_executor(self._executor, _commit, conn)
-            # Shielded: cancelled, this batch must still not let the next touch the
-            # connection before the COMMIT is through.
-            await asyncio.shield(self._committing)
+            await self._on_worker(_commit, conn)
         except (sqlite3.Error, StoreUnavailable) as exc:
             return _failed_batch(conn, exc, len(works))
         return outcomes
@@ -322,13 +342,20 @@ class SqliteDatabase:
         conn.execute("PRAGMA busy_timeout = 0").close()
         try:
             conn.execute("BEGIN IMMEDIATE").close()
+            began = True
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            # The extended codes too: BUSY_SNAPSHOT (a commit raced this BEGIN), BUSY_RECOVERY.
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
-            return False
+            began = False
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}").close()
-        return True
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}").close()
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK").close()
+                raise
+        return began
 
     def _run_batch_waiting(self, works: list[Work[Any] | _Statement]) -> list[tuple[bool, Any]]:
         """The whole batch on the database thread, waiting for the write lock if need be."""
@@ -351,6 +378,10 @@ class SqliteDatabase:
         """BEGIN IMMEDIATE ... COMMIT around a block of awaited statements (slower than run)."""
         del lock_key
         async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreUnavailable("SQLite store is closed")
+            await self._reclaim(conn)
             await self.call(lambda c: c.execute("BEGIN IMMEDIATE").close())
             try:
                 yield _HopConn(self)
@@ -358,7 +389,7 @@ class SqliteDatabase:
                 if self._conn is not None:
                     await asyncio.shield(self.call(lambda c: c.execute("ROLLBACK").close()))
                 raise
-            await self.call(lambda c: c.execute("COMMIT").close())
+            await self.call(_commit)
 
     async def close(self) -> None:
         """Finish queued work, checkpoint, then close the connections and their threads."""

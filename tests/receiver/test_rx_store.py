@@ -1,6 +1,7 @@
 """The store: migrations on both backends, exactly-once with two replicas on one PostgreSQL."""
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.config import resolve_secrets
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store, open_store
+from voicedrive_receiver.store.base import SqlStore
 from voicedrive_receiver.store.schema import MIGRATIONS
 
 TABLES = {
@@ -182,3 +184,52 @@ async def test_sqlite_path_in_a_missing_directory_is_a_config_error_naming_the_k
     with pytest.raises(ConfigError, match=r"^store\.sqlite\.path: directory .* does not exist"):
         await open_store(config.store, resolve_secrets(config))
     assert not (tmp_path / "typo").exists()
+
+
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
+]
+
+
+async def _open(kind: str, tmp_path: Path, postgres: ThrowawayPostgres) -> SqlStore:
+    if kind == "sqlite":
+        return await open_sqlite_store(str(tmp_path / "alerts.db"))
+    return await open_postgres_store(new_db(postgres))
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_group_of_many_alerts_is_stored_whole_under_its_incident(
+    kind: str, postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    alerts = [alert(level="2", fingerprint=f"fp{i:02d}", n=str(i)) for i in range(40)]
+    async with harness(config, await _open(kind, tmp_path, postgres), clock) as rx:
+        incident_id = (await rx.ingest(payload(*alerts))).incident_id
+        stored = await rx.store.db.statement(
+            "SELECT fingerprint, labels, incident_id FROM alerts ORDER BY fingerprint"
+        )
+        notes = await rx.store.db.statement("SELECT incident_id FROM notifications")
+    assert incident_id is not None
+    assert [r["fingerprint"] for r in stored] == [f"fp{i:02d}" for i in range(40)]
+    assert {r["incident_id"] for r in stored} == {incident_id}
+    assert json.loads(stored[7]["labels"])["n"] == "7"
+    assert notes == [{"incident_id": incident_id}]
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_an_alert_repeated_in_one_payload_is_stored_once_as_its_last_copy(
+    kind: str, postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Alertmanager never sends this, but a proxy in front of it might: not a failed row.
+    config = make_config(tmp_path)
+    first = alert(level="2", fingerprint="same", copy="first")
+    last = alert(level="2", fingerprint="same", copy="last")
+    async with harness(config, await _open(kind, tmp_path, postgres), clock) as rx:
+        processed = await rx.ingest(payload(first, alert(level="2", fingerprint="other"), last))
+        stored = await rx.store.db.statement(
+            "SELECT fingerprint, labels FROM alerts ORDER BY fingerprint"
+        )
+    assert processed.outcome == "stored"
+    assert [r["fingerprint"] for r in stored] == ["other", "same"]
+    assert json.loads(stored[1]["labels"])["copy"] == "last"

@@ -421,6 +421,31 @@ def _held_detail(row: NewOutboxRow) -> dict[str, Any]:
     }
 
 
+_ALERT_INSERT = (
+    "INSERT INTO alerts (group_key, fingerprint, starts_at, status, ends_at, level, "
+    "level_source, labels, annotations, incident_id, first_seen_at, last_seen_at) "
+)
+_ALERT_CONFLICT = (
+    " ON CONFLICT (group_key, fingerprint, starts_at) DO UPDATE SET "
+    "status = excluded.status, ends_at = excluded.ends_at, level = excluded.level, "
+    "level_source = excluded.level_source, labels = excluded.labels, "
+    "annotations = excluded.annotations, incident_id = excluded.incident_id, "
+    "last_seen_at = excluded.last_seen_at"
+)
+_ALERT_UPSERT = (
+    _ALERT_INSERT + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)" + _ALERT_CONFLICT
+)
+# PostgreSQL: a notification's alerts (a row per array element) and its incident, at once.
+_ALERTS_UPSERT_WITH_NOTIFICATION = (
+    "WITH notification AS (UPDATE notifications SET incident_id = $10 "  # noqa: S608 - constants
+    "WHERE identity = $12) "
+    + _ALERT_INSERT
+    + "SELECT $1, f, s, st, e, l, ls, lb, an, $10, $11, $11 FROM unnest($2::text[], "
+    "$3::float8[], $4::text[], $5::float8[], $6::int[], $7::text[], $8::text[], $9::text[]) "
+    "AS u (f, s, st, e, l, ls, lb, an)" + _ALERT_CONFLICT
+)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -518,33 +543,7 @@ class SqlStore:
             if a.status == "firing" and (a.fingerprint, a.starts_at) not in already_firing
         )
         incident_id, level, opened = await self._update_incident(conn, batch)
-        for alert in batch.alerts:
-            await conn.execute(
-                "INSERT INTO alerts (group_key, fingerprint, starts_at, status, ends_at, level, "
-                "level_source, labels, annotations, incident_id, first_seen_at, last_seen_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) "
-                "ON CONFLICT (group_key, fingerprint, starts_at) DO UPDATE SET "
-                "status = excluded.status, ends_at = excluded.ends_at, level = excluded.level, "
-                "level_source = excluded.level_source, labels = excluded.labels, "
-                "annotations = excluded.annotations, incident_id = excluded.incident_id, "
-                "last_seen_at = excluded.last_seen_at",
-                batch.group_key,
-                alert.fingerprint,
-                alert.starts_at,
-                alert.status,
-                alert.ends_at,
-                alert.level,
-                alert.level_source,
-                _dumps(alert.labels),
-                _dumps(alert.annotations),
-                incident_id,
-                now,
-            )
-        await conn.execute(
-            "UPDATE notifications SET incident_id = $2 WHERE identity = $1",
-            batch.identity,
-            incident_id,
-        )
+        await self._store_alerts(conn, batch, incident_id, now)
         firing_routes: tuple[Route, ...] = ()
         if incident_id is not None and batch.status == "resolved":
             rows = await conn.fetch(
@@ -572,6 +571,52 @@ class SqlStore:
             enqueued=enqueued,
             channels=tuple(sorted({r.channel for r in planned})),
             level=level,
+        )
+
+    async def _store_alerts(
+        self, conn: Connection, batch: IngestBatch, incident_id: str | None, now: float
+    ) -> None:
+        """Every alert of the notification as seen now, and the notification's incident."""
+        rows = {
+            # One row per alert; a copy repeated in the same payload counts as its last copy.
+            (a.fingerprint, a.starts_at): (
+                a.fingerprint,
+                a.starts_at,
+                a.status,
+                a.ends_at,
+                a.level,
+                a.level_source,
+                _dumps(a.labels),
+                _dumps(a.annotations),
+            )
+            for a in batch.alerts
+        }
+        if self.dialect == "postgres":
+            # One round trip instead of one per alert plus one: a storm's groups carry dozens
+            # of alerts, each a round trip to the database before. ON CONFLICT may touch a row
+            # once per statement, hence one row per key above.
+            columns = [list(column) for column in zip(*rows.values(), strict=True)]
+            await conn.execute(
+                _ALERTS_UPSERT_WITH_NOTIFICATION,
+                batch.group_key,
+                *columns,
+                incident_id,
+                now,
+                batch.identity,
+            )
+            return
+        for row in rows.values():
+            await conn.execute(
+                _ALERT_UPSERT,
+                batch.group_key,
+                *row,
+                incident_id,
+                now,
+            )
+        await conn.execute(
+            "UPDATE notifications SET incident_id = $2 WHERE identity = $1",
+            batch.identity,
+            incident_id,
         )
 
     async def _already_firing(self, conn: Connection, batch: IngestBatch) -> set[tuple[str, float]]:

@@ -237,7 +237,11 @@ class SqliteDatabase:
                 log.warning("SQLite checkpoint failed", extra={"err": str(exc)})
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the connection's thread."""
+        """Run ``fn`` on the database thread; only while holding the lock (``transaction``).
+
+        Batches use the connection from the loop's thread under the same lock, so a call
+        outside it could use the connection beside them.
+        """
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("SQLite store is closed")

@@ -166,29 +166,18 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-@pytest.fixture(scope="module")
-def stack(postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Simulator (with its database proxy in front of PostgreSQL), exporter and Prometheus."""
-    prometheus_bin = require_binary("prometheus")
-    tmp = tmp_path_factory.mktemp("rules-integration")
+# A port found free can be taken by another process (an outgoing connection's ephemeral
+# port) before the program binds it: the whole stack is then started again on new ports.
+START_ATTEMPTS = 3
+
+
+def _launch(
+    tmp: Path, postgres: ThrowawayPostgres, prometheus_bin: str, rules: Path, database: str
+) -> tuple[Processes, Stack]:
+    """Start the three programs on fresh ports; wait until Prometheus scrapes the exporter."""
     procs = Processes(tmp)
     api_port, admin_port, proxy_port = free_port(), free_port(), free_port()
     exporter_port, prometheus_port = free_port(), free_port()
-    database = "rules_integration"
-    postgres.create_database(database)
-
-    overrides = tmp / "overrides.yml"
-    overrides.write_text(yaml.safe_dump(OVERRIDES), encoding="utf-8")
-    generated = subprocess.run(
-        [_bin("voicedrive-mixin"), "--overrides", str(overrides), "--output-dir", str(tmp)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert generated.returncode == 0, generated.stderr
-    rules = tmp / "prometheus" / "rules" / "voicedrive.rules.yml"
-
     exporter_config = {
         "global": {"interval": "1s", "timeout": "900ms"},
         "api": {"base_url": f"http://127.0.0.1:{api_port}"},
@@ -218,54 +207,86 @@ def stack(postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory)
         ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config), encoding="utf-8")
-
+    procs.start(
+        "simulator",
+        [
+            _bin("voicedrive-sim"),
+            f"--web.listen-address=127.0.0.1:{api_port}",
+            f"--admin.listen-address=127.0.0.1:{admin_port}",
+            f"--db.proxy-listen-address=127.0.0.1:{proxy_port}",
+            f"--db.proxy-target={postgres.host}:{postgres.port}",
+        ],
+        env={"VOICEDRIVE_SIM_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+    procs.start(
+        "exporter",
+        [
+            _bin("voicedrive-exporter"),
+            f"--config.file={tmp / 'exporter.yml'}",
+            f"--web.listen-address=127.0.0.1:{exporter_port}",
+        ],
+        env={"RULES_IT_DB_PASSWORD": postgres.password},
+    )
+    procs.start(
+        "prometheus",
+        [
+            prometheus_bin,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            "--log.level=warn",
+        ],
+    )
+    result = Stack(
+        admin_url=f"http://127.0.0.1:{admin_port}",
+        exporter_url=f"http://127.0.0.1:{exporter_port}",
+        prometheus_url=f"http://127.0.0.1:{prometheus_port}",
+        procs=procs,
+    )
     try:
-        procs.start(
-            "simulator",
-            [
-                _bin("voicedrive-sim"),
-                f"--web.listen-address=127.0.0.1:{api_port}",
-                f"--admin.listen-address=127.0.0.1:{admin_port}",
-                f"--db.proxy-listen-address=127.0.0.1:{proxy_port}",
-                f"--db.proxy-target={postgres.host}:{postgres.port}",
-            ],
-            env={"VOICEDRIVE_SIM_ADMIN_TOKEN": ADMIN_TOKEN},
+        _wait(
+            "Prometheus to scrape the exporter",
+            lambda: procs.exited() is not None or _target_up(result),
+            START_TIMEOUT_S,
         )
-        procs.start(
-            "exporter",
-            [
-                _bin("voicedrive-exporter"),
-                f"--config.file={tmp / 'exporter.yml'}",
-                f"--web.listen-address=127.0.0.1:{exporter_port}",
-            ],
-            env={"RULES_IT_DB_PASSWORD": postgres.password},
-        )
-        procs.start(
-            "prometheus",
-            [
-                prometheus_bin,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prometheus_port}",
-                "--log.level=warn",
-            ],
-        )
-        result = Stack(
-            admin_url=f"http://127.0.0.1:{admin_port}",
-            exporter_url=f"http://127.0.0.1:{exporter_port}",
-            prometheus_url=f"http://127.0.0.1:{prometheus_port}",
-            procs=procs,
-        )
-        try:
-            _wait(
-                "Prometheus to scrape the exporter",
-                lambda: procs.exited() is not None or _target_up(result),
-                START_TIMEOUT_S,
-            )
-        except pytest.fail.Exception:
-            pytest.fail(procs.logs(), pytrace=False)
-        if procs.exited() is not None:
-            pytest.fail(f"{procs.exited()} exited early\n{procs.logs()}", pytrace=False)
+    except pytest.fail.Exception:
+        procs.stop()
+        pytest.fail(procs.logs(), pytrace=False)
+    return procs, result
+
+
+@pytest.fixture(scope="module")
+def stack(postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Simulator (with its database proxy in front of PostgreSQL), exporter and Prometheus."""
+    prometheus_bin = require_binary("prometheus")
+    tmp = tmp_path_factory.mktemp("rules-integration")
+    database = "rules_integration"
+    postgres.create_database(database)
+
+    overrides = tmp / "overrides.yml"
+    overrides.write_text(yaml.safe_dump(OVERRIDES), encoding="utf-8")
+    generated = subprocess.run(
+        [_bin("voicedrive-mixin"), "--overrides", str(overrides), "--output-dir", str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stderr
+    rules = tmp / "prometheus" / "rules" / "voicedrive.rules.yml"
+
+    for attempt in range(1, START_ATTEMPTS + 1):
+        run_dir = tmp / f"attempt-{attempt}"
+        run_dir.mkdir()
+        procs, result = _launch(run_dir, postgres, prometheus_bin, rules, database)
+        exited = procs.exited()
+        if exited is None:
+            break
+        logs = procs.logs()
+        procs.stop()
+        if attempt == START_ATTEMPTS or "address already in use" not in logs:
+            pytest.fail(f"{exited} exited early\n{logs}", pytrace=False)
+    try:
         yield result
     finally:
         procs.stop()

@@ -15,8 +15,8 @@ from voicedrive_receiver.store.base import SqlStore
 from voicedrive_receiver.store.sqlite import SqliteDatabase
 
 
-async def _store_with_table(tmp_path: Path) -> SqlStore:
-    store = await open_sqlite_store(str(tmp_path / "group.db"))
+async def _store_with_table(tmp_path: Path, *, busy_timeout: float = 5.0) -> SqlStore:
+    store = await open_sqlite_store(str(tmp_path / "group.db"), busy_timeout=busy_timeout)
     async with store.db.transaction() as conn:
         await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
     return store
@@ -115,10 +115,8 @@ def _hold_write_lock(path: Path) -> sqlite3.Connection:
 async def test_a_batch_waits_for_another_connections_write_lock_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
-    store = await open_sqlite_store(str(tmp_path / "group.db"), busy_timeout=30.0)
+    store = await _store_with_table(tmp_path, busy_timeout=30.0)
     try:
-        async with store.db.transaction() as conn:
-            await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         other = _hold_write_lock(tmp_path / "group.db")
         insert = asyncio.create_task(
             store.db.statement("INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k", "a", "1")
@@ -139,10 +137,8 @@ async def test_a_batch_waits_for_another_connections_write_lock_without_blocking
 
 async def test_the_busy_timeout_still_applies_after_a_batch_began_at_once(tmp_path: Path) -> None:
     # The fast path begins with the busy timeout off, and must put it back for everything else.
-    store = await open_sqlite_store(str(tmp_path / "group.db"), busy_timeout=30.0)
+    store = await _store_with_table(tmp_path, busy_timeout=30.0)
     try:
-        async with store.db.transaction() as conn:
-            await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         await store.db.statement("INSERT INTO t (k, v) VALUES ($1, $2)", "a", "1")
         assert await store.db.statement("PRAGMA busy_timeout") == [{"timeout": 30_000}]
     finally:
@@ -189,23 +185,20 @@ async def test_a_transaction_cancelled_in_its_begin_neither_blocks_the_loop_nor_
     # The cancelled BEGIN goes on waiting for the lock on the database thread. The next batch
     # must wait for that job instead of using the connection beside it (which would hold the
     # loop until the busy timeout), and roll back the transaction it leaves open.
-    path = tmp_path / "group.db"
-    store = await open_sqlite_store(str(path), busy_timeout=3.0)
+    store = await _store_with_table(tmp_path, busy_timeout=3.0)
     try:
-        async with store.db.transaction() as conn:
-            await conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
-        other = _hold_write_lock(path)
+        other = _hold_write_lock(tmp_path / "group.db")
 
         async def job() -> None:
             async with store.db.transaction() as conn:
-                await conn.execute("INSERT INTO t (k) VALUES ($1)", "job")
+                await conn.execute("INSERT INTO t (k, v) VALUES ($1, $2)", "job", "1")
 
         cancelled = asyncio.create_task(job())
         await asyncio.sleep(0.1)  # its BEGIN now waits for the lock on the database thread
         cancelled.cancel()
         await asyncio.gather(cancelled, return_exceptions=True)
         insert = asyncio.ensure_future(
-            store.db.statement("INSERT INTO t (k) VALUES ($1) RETURNING k", "next")
+            store.db.statement("INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k", "next", "2")
         )
         started = time.monotonic()
         for _ in range(5):

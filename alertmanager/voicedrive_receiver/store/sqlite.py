@@ -11,7 +11,8 @@ serialise: when the lock is taken, the batch waits on the database thread (the b
 Checkpoints (copying the WAL back into the database file, with its own fsync) run on a second
 connection and thread every ``CHECKPOINT_INTERVAL`` seconds instead of inside whichever commit
 crosses SQLite's automatic threshold: a PASSIVE checkpoint never blocks writers, so no webhook
-waits for one."""
+waits for one.
+"""
 
 import asyncio
 import contextlib
@@ -331,7 +332,7 @@ class SqliteDatabase:
             await self._reclaim(conn)
             began = self._begin_at_once(conn)
         except sqlite3.Error as exc:
-            return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
+            return _failed_batch(conn, exc, len(works))
         if not began:
             return await self._on_worker(self._run_batch_waiting, works)
         try:
@@ -369,7 +370,7 @@ class SqliteDatabase:
         try:
             conn.execute("BEGIN IMMEDIATE").close()
         except sqlite3.Error as exc:
-            return [(False, StoreUnavailable(f"SQLite store: {exc}"))] * len(works)
+            return _failed_batch(conn, exc, len(works))
         try:
             outcomes = _run_units(conn, works)
             _commit(conn)

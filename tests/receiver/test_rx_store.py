@@ -4,6 +4,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rx_helpers import RecordingChannel, alert, harness, make_config, payload
@@ -14,6 +15,7 @@ from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.config import resolve_secrets
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store, open_store
 from voicedrive_receiver.store.base import SqlStore
+from voicedrive_receiver.store.postgres import _Conn
 from voicedrive_receiver.store.schema import MIGRATIONS
 
 TABLES = {
@@ -233,3 +235,38 @@ async def test_an_alert_repeated_in_one_payload_is_stored_once_as_its_last_copy(
     assert processed.outcome == "stored"
     assert [r["fingerprint"] for r in stored] == ["other", "same"]
     assert json.loads(stored[1]["labels"])["copy"] == "last"
+
+
+@pytest.mark.integration
+async def test_a_notification_to_an_open_incident_is_three_statements_on_postgres(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each statement is a round trip of the event loop, which also answers the webhooks: the
+    # journal row with the group's lock, the reads, and the writes (alerts, incident, outbox).
+    config = make_config(tmp_path)
+    async with harness(config, await open_postgres_store(new_db(postgres)), clock) as rx:
+        opened = await rx.ingest(payload(alert(level="2", fingerprint="a")))
+        statements: list[str] = []
+        for name in ("execute", "fetch", "fetchrow"):
+            original = getattr(_Conn, name)
+
+            async def counted(self: _Conn, sql: str, *args: Any, _original: Any = original) -> Any:
+                statements.append(sql)
+                return await _original(self, sql, *args)
+
+            monkeypatch.setattr(_Conn, name, counted)
+        clock.advance(60)
+        joined = await rx.ingest(
+            payload(alert(level="2", fingerprint="a"), alert(level="1", fingerprint="b"))
+        )
+        monkeypatch.undo()
+        incident = await rx.store.get_incident(str(joined.incident_id))
+        queued = await rx.store.db.statement(
+            "SELECT channel FROM outbox WHERE status = 'firing' ORDER BY id"
+        )
+    assert len(statements) == 3, statements
+    assert joined.outcome == "stored"
+    assert joined.incident_id == opened.incident_id
+    assert incident is not None
+    assert incident.updated_at > incident.opened_at
+    assert sorted(r["channel"] for r in queued) == ["email", "email", "slack", "slack"]

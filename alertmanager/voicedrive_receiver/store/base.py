@@ -435,15 +435,142 @@ _ALERT_CONFLICT = (
 _ALERT_UPSERT = (
     _ALERT_INSERT + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)" + _ALERT_CONFLICT
 )
-# PostgreSQL: a notification's alerts (a row per array element) and its incident, at once.
-_ALERTS_UPSERT_WITH_NOTIFICATION = (
-    "WITH notification AS (UPDATE notifications SET incident_id = $10 "  # noqa: S608 - constants
-    "WHERE identity = $12) "
+_NOTIFICATION_INSERT = (
+    "INSERT INTO notifications (identity, group_key, status, level, received_at, "
+    "last_received_at, external_url, receiver, payload) "
+    "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) ON CONFLICT (identity) DO NOTHING"
+)
+# The columns of the group's incident that ingest decides from.
+_INCIDENT_STATE = ("id", "level", "status", "resolved_at")
+_CURRENT_INCIDENT = (
+    "SELECT id, level, status, resolved_at FROM incidents "
+    "WHERE group_key = $1 AND closed_at IS NULL"
+)
+_INCIDENT_TOUCH = "UPDATE incidents SET level = $2, summary = $3, updated_at = $4 WHERE id = $1"
+# PostgreSQL, one round trip: the notification's insert and, taken in the same snapshot under
+# the group's lock, its incident (row-locked) and which of its firing alerts were firing
+# already ($9: their fingerprints). Both CTEs read only tables the insert does not touch.
+_PG_NOTIFICATION_WITH_GROUP_STATE = (
+    "WITH inserted AS (" + _NOTIFICATION_INSERT + " RETURNING id), "  # noqa: S608 - constants
+    "current AS (" + _CURRENT_INCIDENT.replace("$1", "$2") + " FOR UPDATE), "
+    "firing AS MATERIALIZED (SELECT fingerprint, starts_at FROM alerts WHERE group_key = $2 "
+    "AND fingerprint = ANY($9::text[]) AND status = 'firing') "
+    "SELECT (SELECT id FROM inserted) AS notification_id, c.id, c.level, c.status, "
+    "c.resolved_at, ARRAY(SELECT fingerprint FROM firing) AS fingerprints, "
+    "ARRAY(SELECT starts_at FROM firing) AS starts FROM (SELECT 1) AS one "
+    "LEFT JOIN current AS c ON true"
+)
+# The arrays ``_outbox_columns`` gives, in this order.
+_OUTBOX_ARRAYS = (
+    ("delivery_id", "text"),
+    ("pair_key", "text"),
+    ("purpose", "text"),
+    ("incident_id", "text"),
+    ("group_key", "text"),
+    ("channel", "text"),
+    ("contact", "text"),
+    ("status", "text"),
+    ("level", "int"),
+    ("next_attempt_at", "float8"),
+    ("rendered", "text"),
+    ("held", "text"),
+)
+
+
+def _pg_enqueue_ctes(now: str, first: int) -> str:
+    """PostgreSQL CTEs enqueueing the rows whose arrays start at parameter ``$first``.
+
+    ``queued`` holds the delivery ids inserted (a replayed one is not); a held row inserted
+    gets its timeline event with it. ORDER BY keeps the ids in the planned order.
+    """
+    arrays = ", ".join(f"${first + n}::{kind}[]" for n, (_, kind) in enumerate(_OUTBOX_ARRAYS))
+    names = ", ".join(name for name, _ in _OUTBOX_ARRAYS)
+    return (
+        f"planned AS MATERIALIZED (SELECT * FROM unnest({arrays}) WITH ORDINALITY "  # noqa: S608 - constants
+        f"AS p ({names}, n)), "
+        "queued AS (INSERT INTO outbox (delivery_id, pair_key, purpose, incident_id, group_key, "
+        "channel, contact, status, level, state, attempts, created_at, next_attempt_at, "
+        "rendered) SELECT delivery_id, pair_key, purpose, incident_id, group_key, channel, "
+        f"contact, status, level, 'pending', 0, {now}, next_attempt_at, rendered FROM planned "
+        "ORDER BY n ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id), "
+        "held AS (INSERT INTO incident_events (incident_id, at, kind, detail) "
+        f"SELECT p.incident_id, {now}, 'held', p.held FROM planned AS p "
+        "JOIN queued USING (delivery_id) WHERE p.held IS NOT NULL ORDER BY p.n) "
+    )
+
+
+_PG_ENQUEUE = (
+    "WITH "  # noqa: S608 - constants
+    + _pg_enqueue_ctes("$1", 2)
+    + "SELECT COUNT(*) AS enqueued FROM queued"
+)
+# PostgreSQL, one round trip: every write of a notification after its decisions. $1 group,
+# $2-$9 its alerts' arrays, $10 incident, $11 time, $12 identity, $13-$15 whether and how the
+# incident is touched (level, summary), $16 on the outbox rows. The CTEs write different
+# tables (a row at most once each), so their order does not matter.
+_PG_NOTIFICATION_WRITES = (
+    "WITH touched AS (UPDATE incidents SET level = $14, summary = $15, updated_at = $11 "  # noqa: S608 - constants
+    "WHERE id = $10 AND $13::bool), "
+    "linked AS (UPDATE notifications SET incident_id = $10 WHERE identity = $12), "
+    "stored AS ("
     + _ALERT_INSERT
     + "SELECT $1, f, s, st, e, l, ls, lb, an, $10, $11, $11 FROM unnest($2::text[], "
     "$3::float8[], $4::text[], $5::float8[], $6::int[], $7::text[], $8::text[], $9::text[]) "
-    "AS u (f, s, st, e, l, ls, lb, an)" + _ALERT_CONFLICT
+    "AS u (f, s, st, e, l, ls, lb, an)"
+    + _ALERT_CONFLICT
+    + "), "
+    + _pg_enqueue_ctes("$11", 16)
+    + "SELECT COUNT(*) AS enqueued FROM queued"
 )
+
+
+def _alert_rows(batch: IngestBatch) -> list[tuple[Any, ...]]:
+    # One row per alert; a copy repeated in the same payload counts as its last copy (an
+    # upsert may touch a row once per statement on PostgreSQL).
+    rows = {
+        (a.fingerprint, a.starts_at): (
+            a.fingerprint,
+            a.starts_at,
+            a.status,
+            a.ends_at,
+            a.level,
+            a.level_source,
+            _dumps(a.labels),
+            _dumps(a.annotations),
+        )
+        for a in batch.alerts
+    }
+    return list(rows.values())
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column arrays (for ``unnest``), empty arrays for no rows."""
+    return [[row[n] for row in rows] for n in range(width)]
+
+
+def _outbox_columns(rows: Sequence[NewOutboxRow], now: float) -> list[list[Any]]:
+    """The ``_OUTBOX_ARRAYS`` of ``rows``."""
+    return _columns(
+        [
+            (
+                r.delivery_id,
+                r.pair_key,
+                r.purpose,
+                r.incident_id,
+                r.group_key,
+                r.channel,
+                r.contact,
+                r.status,
+                r.level,
+                max(now, r.not_before),
+                _dumps(r.rendered),
+                # A held row's timeline event, written with it (see _insert_outbox).
+                _dumps(_held_detail(r)) if r.purpose == "held" and r.incident_id else None,
+            )
+            for r in rows
+        ],
+        len(_OUTBOX_ARRAYS),
+    )
 
 
 def _dumps(value: Any) -> str:
@@ -498,52 +625,43 @@ class SqlStore:
         """See Store.ingest."""
 
         async def work(conn: Connection) -> IngestResult:
-            if journal_id is not None and not await self.journal.take(conn, journal_id):
+            if journal_id is not None and not await self.journal.take(
+                conn, journal_id, lock_key=batch.group_key
+            ):
                 return IngestResult(
                     duplicate=False, incident_id=None, enqueued=0, already_processed=True
                 )
             return await self._ingest(conn, batch, planner)
 
-        return await self.db.run(work, lock_key=batch.group_key)
+        # Taking the journal row also takes the group's lock (one round trip, not two).
+        lock_key = batch.group_key if journal_id is None else None
+        return await self.db.run(work, lock_key=lock_key)
 
     async def _ingest(self, conn: Connection, batch: IngestBatch, planner: Planner) -> IngestResult:
+        # Reads, then the decisions in Python, then the writes. On PostgreSQL the reads are one
+        # statement and the writes another: a notification to an open incident costs five
+        # round trips (begin, journal row and lock, reads, writes, commit) whatever its size;
+        # opening, resolving or raising an incident adds its own few.
         now = batch.received_at
-        inserted = await conn.fetchrow(
-            "INSERT INTO notifications (identity, group_key, status, level, received_at, "
-            "last_received_at, external_url, receiver, payload) "
-            "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) "
-            "ON CONFLICT (identity) DO NOTHING RETURNING id",
-            batch.identity,
-            batch.group_key,
-            batch.status,
-            batch.level,
-            now,
-            batch.external_url,
-            batch.receiver,
-            batch.payload,
-        )
-        if inserted is None:
-            await conn.execute(
+        found = await self._insert_notification(conn, batch)
+        if found is None:
+            row = await conn.fetchrow(
                 "UPDATE notifications SET duplicates = duplicates + 1, last_received_at = $2 "
-                "WHERE identity = $1",
+                "WHERE identity = $1 RETURNING incident_id",
                 batch.identity,
                 now,
-            )
-            row = await conn.fetchrow(
-                "SELECT incident_id FROM notifications WHERE identity = $1", batch.identity
             )
             return IngestResult(
                 duplicate=True, incident_id=row["incident_id"] if row else None, enqueued=0
             )
 
-        already_firing = await self._already_firing(conn, batch)
+        current, already_firing = found
         new_firing = tuple(
             a.fingerprint
             for a in batch.alerts
             if a.status == "firing" and (a.fingerprint, a.starts_at) not in already_firing
         )
-        incident_id, level, opened = await self._update_incident(conn, batch)
-        await self._store_alerts(conn, batch, incident_id, now)
+        incident_id, level, opened, touch = await self._update_incident(conn, batch, current)
         firing_routes: tuple[Route, ...] = ()
         if incident_id is not None and batch.status == "resolved":
             rows = await conn.fetch(
@@ -564,7 +682,9 @@ class SqlStore:
             new_firing=new_firing,
         )
         planned = planner(state)
-        enqueued = await self._insert_outbox(conn, planned, now=now)
+        enqueued = await self._write_notification(
+            conn, batch, incident_id, level if touch else None, planned
+        )
         return IngestResult(
             duplicate=False,
             incident_id=incident_id,
@@ -573,62 +693,38 @@ class SqlStore:
             level=level,
         )
 
-    async def _store_alerts(
-        self, conn: Connection, batch: IngestBatch, incident_id: str | None, now: float
-    ) -> None:
-        """Every alert of the notification as seen now, and the notification's incident."""
-        rows = {
-            # One row per alert; a copy repeated in the same payload counts as its last copy.
-            (a.fingerprint, a.starts_at): (
-                a.fingerprint,
-                a.starts_at,
-                a.status,
-                a.ends_at,
-                a.level,
-                a.level_source,
-                _dumps(a.labels),
-                _dumps(a.annotations),
-            )
-            for a in batch.alerts
-        }
-        if self.dialect == "postgres":
-            # One round trip instead of one per alert plus one: a storm's groups carry dozens
-            # of alerts, each a round trip to the database before. ON CONFLICT may touch a row
-            # once per statement, hence one row per key above.
-            columns = [list(column) for column in zip(*rows.values(), strict=True)]
-            await conn.execute(
-                _ALERTS_UPSERT_WITH_NOTIFICATION,
-                batch.group_key,
-                *columns,
-                incident_id,
-                now,
-                batch.identity,
-            )
-            return
-        for row in rows.values():
-            await conn.execute(
-                _ALERT_UPSERT,
-                batch.group_key,
-                *row,
-                incident_id,
-                now,
-            )
-        await conn.execute(
-            "UPDATE notifications SET incident_id = $2 WHERE identity = $1",
-            batch.identity,
-            incident_id,
-        )
+    async def _insert_notification(
+        self, conn: Connection, batch: IngestBatch
+    ) -> tuple[Row | None, set[tuple[str, float]]] | None:
+        """Record the notification; None for a duplicate, else the group's state before it.
 
-    async def _already_firing(self, conn: Connection, batch: IngestBatch) -> set[tuple[str, float]]:
-        """(fingerprint, start) of this notification's firing alerts the group had firing.
-
-        Only the notification's own fingerprints are looked up (through the primary key): a
-        group that collected thousands of alerts over a bad day costs no more than a new one.
+        The state is the group's incident that is not closed (locked on PostgreSQL) and the
+        (fingerprint, start) of this notification's firing alerts the group had firing.
         """
-        fingerprints = sorted({a.fingerprint for a in batch.alerts if a.status == "firing"})
+        firing = sorted({a.fingerprint for a in batch.alerts if a.status == "firing"})
+        args = (
+            batch.identity,
+            batch.group_key,
+            batch.status,
+            batch.level,
+            batch.received_at,
+            batch.external_url,
+            batch.receiver,
+            batch.payload,
+        )
+        if self.dialect == "postgres":
+            row = await conn.fetchrow(_PG_NOTIFICATION_WITH_GROUP_STATE, *args, firing)
+            if row is None or row["notification_id"] is None:
+                return None
+            current: Row | None = None
+            if row["id"] is not None:
+                current = {k: row[k] for k in _INCIDENT_STATE}
+            return current, set(zip(row["fingerprints"], row["starts"], strict=True))
+        if await conn.fetchrow(_NOTIFICATION_INSERT + " RETURNING id", *args) is None:
+            return None
         found: set[tuple[str, float]] = set()
-        for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
-            chunk = fingerprints[start : start + _LOOKUP_CHUNK]
+        for start in range(0, len(firing), _LOOKUP_CHUNK):
+            chunk = firing[start : start + _LOOKUP_CHUNK]
             marks = ", ".join(f"${n}" for n in range(2, len(chunk) + 2))
             rows = await conn.fetch(
                 "SELECT fingerprint, starts_at FROM alerts "  # noqa: S608 - placeholders only
@@ -637,22 +733,61 @@ class SqlStore:
                 *chunk,
             )
             found.update((r["fingerprint"], float(r["starts_at"])) for r in rows)
-        return found
+        current = await conn.fetchrow(_CURRENT_INCIDENT, batch.group_key)
+        return current, found
+
+    async def _write_notification(
+        self,
+        conn: Connection,
+        batch: IngestBatch,
+        incident_id: str | None,
+        touch_level: int | None,
+        planned: Sequence[NewOutboxRow],
+    ) -> int:
+        """The notification's alerts, its incident link, the incident's touch and its outbox.
+
+        ``touch_level`` set: the incident takes that level, the summary and the time (the
+        update every later notification of an open incident makes). Returns rows enqueued.
+        """
+        now = batch.received_at
+        alerts = _alert_rows(batch)
+        if self.dialect == "postgres":
+            row = await conn.fetchrow(
+                _PG_NOTIFICATION_WRITES,
+                batch.group_key,
+                *_columns(alerts, 8),
+                incident_id,
+                now,
+                batch.identity,
+                touch_level is not None,
+                touch_level,
+                batch.summary,
+                *_outbox_columns(planned, now),
+            )
+            return int(row["enqueued"]) if row is not None else 0
+        if touch_level is not None and incident_id is not None:
+            await conn.execute(_INCIDENT_TOUCH, incident_id, touch_level, batch.summary, now)
+        for alert in alerts:
+            await conn.execute(_ALERT_UPSERT, batch.group_key, *alert, incident_id, now)
+        await conn.execute(
+            "UPDATE notifications SET incident_id = $2 WHERE identity = $1",
+            batch.identity,
+            incident_id,
+        )
+        return await self._insert_outbox(conn, planned, now=now)
 
     async def _update_incident(
-        self, conn: Connection, batch: IngestBatch
-    ) -> tuple[str | None, int, bool]:
-        """Open, reopen, raise or resolve the group's incident: (id, level, newly opened)."""
+        self, conn: Connection, batch: IngestBatch, current: Row | None
+    ) -> tuple[str | None, int, bool, bool]:
+        """Open, reopen, raise or resolve the group's incident.
+
+        Returns (id, level, newly opened, touch): touch means the incident's routine update
+        (level, summary, time) is still to be written, with the notification's other writes.
+        """
         now = batch.received_at
-        lock = " FOR UPDATE" if self.dialect == "postgres" else ""
-        current = await conn.fetchrow(
-            "SELECT id, level, status, resolved_at FROM incidents "  # noqa: S608 - constant suffix
-            f"WHERE group_key = $1 AND closed_at IS NULL{lock}",
-            batch.group_key,
-        )
         if batch.status == "resolved":
             if current is None:
-                return None, batch.level, False
+                return None, batch.level, False, False
             if current["status"] in ACTIVE_STATUSES:
                 await conn.execute(
                     "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 "
@@ -661,7 +796,7 @@ class SqlStore:
                     now,
                 )
                 await self._event(conn, current["id"], now, "resolved", {})
-            return current["id"], int(current["level"]), False
+            return current["id"], int(current["level"]), False, False
 
         if current is not None and current["status"] not in ACTIVE_STATUSES:
             resolved_at = current["resolved_at"]
@@ -698,7 +833,7 @@ class SqlStore:
             )
             await self._level(conn, incident_id, now, None, batch.level, "opened")
             await self._event(conn, incident_id, now, "opened", {"level": batch.level})
-            return incident_id, batch.level, True
+            return incident_id, batch.level, True, False
 
         incident_id = current["id"]
         level = int(current["level"])
@@ -709,14 +844,7 @@ class SqlStore:
                 conn, incident_id, now, "level_raised", {"from": level, "to": batch.level}
             )
             level = batch.level
-        await conn.execute(
-            "UPDATE incidents SET level = $2, summary = $3, updated_at = $4 WHERE id = $1",
-            incident_id,
-            level,
-            batch.summary,
-            now,
-        )
-        return incident_id, level, False
+        return incident_id, level, False, True
 
     async def _level(
         self,
@@ -758,6 +886,11 @@ class SqlStore:
     async def _insert_outbox(
         self, conn: Connection, rows: Sequence[NewOutboxRow], *, now: float
     ) -> int:
+        if self.dialect == "postgres":
+            if not rows:
+                return 0
+            found = await conn.fetchrow(_PG_ENQUEUE, now, *_outbox_columns(rows, now))
+            return int(found["enqueued"]) if found is not None else 0
         count = 0
         for row in rows:
             result = await conn.fetchrow(

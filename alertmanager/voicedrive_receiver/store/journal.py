@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
+from voicedrive_receiver.store.schema import advisory_lock
 
 if TYPE_CHECKING:  # base imports this module
     from voicedrive_receiver.store.base import Connection, Database
@@ -193,12 +194,28 @@ class Journal:
         )
         return [_entry(r) for r in rows]
 
-    async def take(self, conn: "Connection", entry_id: int) -> bool:
-        """Inside a processing transaction: remove the row; False if already processed."""
-        row = await conn.fetchrow(
-            "DELETE FROM webhook_journal WHERE id = $1 AND failed_at IS NULL RETURNING id",
-            entry_id,
-        )
+    async def take(self, conn: "Connection", entry_id: int, *, lock_key: str) -> bool:
+        """Inside a processing transaction: remove the row; False if already processed.
+
+        Also takes the transaction's lock on ``lock_key`` (see ``Database.transaction``) in
+        the same round trip: on PostgreSQL an advisory lock taken before the row goes, so it
+        is held by the time the next statement reads, and only when the row was there.
+        """
+        if self.db.dialect == "postgres":
+            row = await conn.fetchrow(
+                "WITH locked AS (SELECT "  # noqa: S608 - constants
+                + advisory_lock("$2")
+                + ") "
+                "DELETE FROM webhook_journal WHERE id = $1 AND failed_at IS NULL "
+                "AND EXISTS (SELECT FROM locked) RETURNING id",
+                entry_id,
+                lock_key,
+            )
+        else:
+            row = await conn.fetchrow(
+                "DELETE FROM webhook_journal WHERE id = $1 AND failed_at IS NULL RETURNING id",
+                entry_id,
+            )
         return row is not None
 
     async def fail(self, entry_id: int, *, now: float, error: str) -> None:

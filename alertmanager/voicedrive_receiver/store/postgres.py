@@ -14,7 +14,7 @@ import asyncpg
 
 from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
 from voicedrive_receiver.store.base import Row, SqlStore, Work
-from voicedrive_receiver.store.schema import Dialect
+from voicedrive_receiver.store.schema import Dialect, advisory_lock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,9 +112,7 @@ class PostgresDatabase:
                 conn.transaction(),
             ):
                 if lock_key is not None:
-                    await conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key
-                    )
+                    await conn.execute("SELECT " + advisory_lock("$1"), lock_key)
                 yield _Conn(conn)
         except _UNAVAILABLE as exc:
             log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})

@@ -11,6 +11,12 @@ from typing import Literal
 
 Dialect = Literal["sqlite", "postgres"]
 
+
+def advisory_lock(key: str) -> str:
+    """PostgreSQL: the call taking the transaction's lock on the text ``key`` (a parameter)."""
+    return f"pg_advisory_xact_lock(hashtextextended({key}, 0))"
+
+
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL", "json": "TEXT"},
     "postgres": {"id": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION", "json": "TEXT"},

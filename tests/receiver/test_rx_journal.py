@@ -174,3 +174,25 @@ async def test_an_unexpected_error_does_not_end_the_processing_loop(
     stop.set()
     await asyncio.wait_for(loop_task, 5)
     assert calls >= 2
+
+
+async def test_processing_yields_to_webhooks_being_answered(rx: Harness) -> None:
+    processor = rx.processor
+    assert processor.start_spacing() is None
+    processor.ack_started()
+    assert processor.start_spacing() == processing.YIELD_SLICE
+    processor.ack_finished()
+    assert processor.start_spacing() == processing.YIELD_SLICE  # answered a moment ago
+
+
+async def test_processing_slows_to_the_flood_pace_while_many_webhooks_wait(rx: Harness) -> None:
+    processor = rx.processor
+    for _ in range(processing.FLOOD - 1):
+        processor.ack_started()
+    assert processor.start_spacing() == processing.YIELD_SLICE
+    processor.ack_started()
+    assert processor.start_spacing() == processing.FLOOD_SLICE
+    processor.ack_finished()
+    assert processor.start_spacing() == processing.FLOOD_SLICE  # a moment after the flood
+    processor.last_flood -= processing.ACTIVE_WINDOW  # the moment has passed
+    assert processor.start_spacing() == processing.YIELD_SLICE

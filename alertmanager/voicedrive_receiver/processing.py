@@ -181,7 +181,8 @@ class Processor:
 
     def start_spacing(self) -> float | None:
         """Seconds between processing starts now; None: no webhook to yield to."""
-        if asyncio.get_running_loop().time() - self.last_flood < ACTIVE_WINDOW:
+        flood_ago = asyncio.get_running_loop().time() - self.last_flood
+        if self.acks_in_flight >= FLOOD or flood_ago < ACTIVE_WINDOW:
             return FLOOD_SLICE  # a flood now or a moment ago: its in-flight count wavers
         return YIELD_SLICE if self.webhooks_active() else None
 

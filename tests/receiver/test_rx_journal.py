@@ -196,3 +196,13 @@ async def test_processing_slows_to_the_flood_pace_while_many_webhooks_wait(rx: H
     assert processor.start_spacing() == processing.FLOOD_SLICE  # a moment after the flood
     processor.last_flood -= processing.ACTIVE_WINDOW  # the moment has passed
     assert processor.start_spacing() == processing.YIELD_SLICE
+
+
+async def test_the_flood_pace_lasts_while_the_flood_waits_for_its_answers(rx: Harness) -> None:
+    # A slow store: 16 webhooks wait and none begins, yet the loop is still theirs.
+    processor = rx.processor
+    for _ in range(processing.FLOOD):
+        processor.ack_started()
+    processor.last_flood -= processing.ACTIVE_WINDOW
+    processor.last_ack -= processing.ACTIVE_WINDOW
+    assert processor.start_spacing() == processing.FLOOD_SLICE

@@ -14,7 +14,7 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.config import resolve_secrets
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store, open_store
-from voicedrive_receiver.store.base import SqlStore
+from voicedrive_receiver.store.base import NewOutboxRow, SqlStore
 from voicedrive_receiver.store.postgres import _Conn
 from voicedrive_receiver.store.schema import MIGRATIONS
 
@@ -270,3 +270,31 @@ async def test_a_notification_to_an_open_incident_is_three_statements_on_postgre
     assert incident is not None
     assert incident.updated_at > incident.opened_at
     assert sorted(r["channel"] for r in queued) == ["email", "email", "slack", "slack"]
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_held_row_enqueued_twice_at_once_is_one_row_with_one_held_event(
+    kind: str, postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(make_config(tmp_path), await _open(kind, tmp_path, postgres), clock) as rx:
+        incident_id = (await rx.ingest(payload(alert(level="2")))).incident_id
+        now = clock.now().timestamp()
+        held = NewOutboxRow(
+            delivery_id="held-once",
+            pair_key="pair",
+            purpose="held",
+            incident_id=incident_id,
+            group_key="group",
+            channel="held:email",
+            contact="tech_lead",
+            status="firing",
+            level=2,
+            rendered={},
+            not_before=now + 3600,
+        )
+        enqueued = await rx.store.enqueue([held, held], now=now)
+        events = await rx.store.db.statement(
+            "SELECT COUNT(*) AS n FROM incident_events WHERE kind = 'held'"
+        )
+    assert enqueued == 1
+    assert events == [{"n": 1}]

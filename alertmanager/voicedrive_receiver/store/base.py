@@ -549,7 +549,14 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _outbox_columns(rows: Sequence[NewOutboxRow], now: float) -> list[list[Any]]:
-    """The ``_OUTBOX_ARRAYS`` of ``rows``."""
+    """The ``_OUTBOX_ARRAYS`` of ``rows``, a repeated delivery id as its first copy.
+
+    The insert would keep the first copy alone anyway, but every copy would join it in the
+    held events: one row, one event, as on SQLite.
+    """
+    first: dict[str, NewOutboxRow] = {}
+    for row in rows:
+        first.setdefault(row.delivery_id, row)
     return _columns(
         [
             (
@@ -567,7 +574,7 @@ def _outbox_columns(rows: Sequence[NewOutboxRow], now: float) -> list[list[Any]]
                 # A held row's timeline event, written with it (see _insert_outbox).
                 _dumps(_held_detail(r)) if r.purpose == "held" and r.incident_id else None,
             )
-            for r in rows
+            for r in first.values()
         ],
         len(_OUTBOX_ARRAYS),
     )

@@ -198,8 +198,8 @@ class Journal:
         """Inside a processing transaction: remove the row; False if already processed.
 
         Also takes the transaction's lock on ``lock_key`` (see ``Database.transaction``) in
-        the same round trip: on PostgreSQL an advisory lock taken before the row goes, so it
-        is held by the time the next statement reads, and only when the row was there.
+        the same round trip: on PostgreSQL an advisory lock, taken before the row goes (also
+        when it is gone already), so it is held by the time the next statement reads.
         """
         if self.db.dialect == "postgres":
             row = await conn.fetchrow(

@@ -440,8 +440,6 @@ _NOTIFICATION_INSERT = (
     "last_received_at, external_url, receiver, payload) "
     "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) ON CONFLICT (identity) DO NOTHING"
 )
-# The columns of the group's incident that ingest decides from.
-_INCIDENT_STATE = ("id", "level", "status", "resolved_at")
 _CURRENT_INCIDENT = (
     "SELECT id, level, status, resolved_at FROM incidents "
     "WHERE group_key = $1 AND closed_at IS NULL"
@@ -723,9 +721,8 @@ class SqlStore:
             row = await conn.fetchrow(_PG_NOTIFICATION_WITH_GROUP_STATE, *args, firing)
             if row is None or row["notification_id"] is None:
                 return None
-            current: Row | None = None
-            if row["id"] is not None:
-                current = {k: row[k] for k in _INCIDENT_STATE}
+            # The row holds the incident's columns (all NULL without one) beside the others.
+            current = row if row["id"] is not None else None
             return current, set(zip(row["fingerprints"], row["starts"], strict=True))
         if await conn.fetchrow(_NOTIFICATION_INSERT + " RETURNING id", *args) is None:
             return None

@@ -10,6 +10,11 @@ starts one notification per ``YIELD_SLICE`` after a small burst, and one per ``F
 while a flood of them waits for answers: a flood cannot starve Alertmanager into timeouts and
 retries, and pages still go out at a bounded minimum rate. Otherwise it runs flat out, several
 groups at a time.
+
+Urgent notifications (Level 3 and 4: SMS and phone) do not wait behind a backlog: each pass
+first takes the groups with an urgent row waiting, with their earlier rows so a group keeps its
+order, paced as if there were no flood; a pass over the rest stops starting notifications as
+soon as an urgent one is journaled.
 """
 
 import asyncio
@@ -29,6 +34,7 @@ from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.planning import build_batch, make_planner
 from voicedrive_receiver.store.base import IngestBatch, incident_id_for
 from voicedrive_receiver.store.journal import JournalEntry
+from voicedrive_receiver.store.schema import URGENT_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,9 @@ class Processor:
         # This instance's journaled, unprocessed notifications (the webhook's 503 guard).
         self.backlog = 0
         self._wake = asyncio.Event()
+        # Whether urgent rows may be waiting: at start (rows from before a restart), when one
+        # is journaled here, and at each full scan (a dead peer's); cleared when none are found.
+        self._urgent_check = True
         self._pace = asyncio.Lock()
         # Token bucket of processing starts while webhooks are active: (tokens, refilled at).
         self._tokens = float(BURST)
@@ -111,25 +120,48 @@ class Processor:
         """Age at which another instance's unprocessed rows are taken over."""
         return self.svc.config.outbox.lease
 
-    def accepted(self) -> None:
-        """A webhook journaled a notification: count it and wake the loop."""
+    def accepted(self, level: int | None = None) -> None:
+        """A webhook journaled a notification (``level``: of its firing alerts): count it and
+        wake the loop."""
         self.backlog += 1
+        if level is not None and level >= URGENT_LEVEL:
+            self._urgent_check = True
         self._wake.set()
 
     async def process_pending(self, *, limit: int = BATCH) -> list[Processed]:
-        """Process up to ``limit`` journaled notifications, oldest first."""
+        """Process up to ``limit`` journaled notifications: urgent groups first, else the
+        oldest; a pass over the oldest ends early when an urgent one arrives."""
         svc = self.svc
         now = svc.clock.now().timestamp()
         if now - self._full_scan_at >= self.takeover_after / 2:
             # Rows skipped below the cursor (a live peer's, since abandoned) are found again.
             self._cursor, self._full_scan_at = 0, now
+            self._urgent_check = True
+        if self._urgent_check:
+            self._urgent_check = False  # an urgent row journaled from here on sets it again
+            entries = await self._urgent(now, limit)
+            if entries:
+                self._urgent_check = True  # more may wait beyond ``limit``
+                return await self._process_chains(entries, urgent=True)
         entries = await self._pending(now, limit)
         if not entries and self._cursor:
             self._cursor, self._full_scan_at = 0, now
             entries = await self._pending(now, limit)
         if not entries:
             self.backlog = 0
-        # One chain per group, in journal order; chains run side by side.
+        done = await self._process_chains(entries, urgent=False)
+        if entries:
+            # Up to the first row left for the next pass (one stopped for an urgent arrival).
+            processed = {p.entry_id for p in done}
+            left = [e.id for e in entries if e.id not in processed]
+            self._cursor = left[0] - 1 if left else entries[-1].id
+        return done
+
+    async def _process_chains(
+        self, entries: list[JournalEntry], *, urgent: bool
+    ) -> list[Processed]:
+        # One chain per group, in journal order; chains run side by side. Outside the urgent
+        # pass a chain starts nothing more once an urgent notification waits.
         chains: dict[str, list[JournalEntry]] = {}
         for entry in entries:
             chains.setdefault(entry.group_key, []).append(entry)
@@ -139,7 +171,9 @@ class Processor:
         async def chain(group: list[JournalEntry]) -> None:
             async with slots:
                 for entry in group:
-                    await self._yield_to_acks()
+                    await self._yield_to_acks(urgent=urgent)
+                    if self._urgent_check and not urgent:
+                        return
                     done[entry.id] = await self.process(entry)
                     self.backlog = max(0, self.backlog - 1)
 
@@ -150,9 +184,12 @@ class Processor:
             if isinstance(result, BaseException):
                 self._cursor = 0
                 raise result  # StoreUnavailable: the rest stays journaled for the next round
-        if entries:
-            self._cursor = entries[-1].id
-        return [done[e.id] for e in entries]
+        return [done[e.id] for e in entries if e.id in done]
+
+    async def _urgent(self, now: float, limit: int) -> list[JournalEntry]:
+        return await self.svc.store.journal.urgent(
+            owner=self.svc.instance, now=now, takeover_after=self.takeover_after, limit=limit
+        )
 
     async def _pending(self, now: float, limit: int) -> list[JournalEntry]:
         return await self.svc.store.journal.pending(
@@ -179,17 +216,19 @@ class Processor:
         recent = asyncio.get_running_loop().time() - self.last_ack < ACTIVE_WINDOW
         return self.acks_in_flight > 0 or recent
 
-    def start_spacing(self) -> float | None:
-        """Seconds between processing starts now; None: no webhook to yield to."""
+    def start_spacing(self, *, urgent: bool = False) -> float | None:
+        """Seconds between processing starts now (``urgent``: of the urgent pass, which no
+        flood slows); None: no webhook to yield to."""
         flood_ago = asyncio.get_running_loop().time() - self.last_flood
-        if self.acks_in_flight >= FLOOD or flood_ago < ACTIVE_WINDOW:
+        flood = self.acks_in_flight >= FLOOD or flood_ago < ACTIVE_WINDOW
+        if flood and not urgent:
             return FLOOD_SLICE  # a flood now or a moment ago: its in-flight count wavers
         return YIELD_SLICE if self.webhooks_active() else None
 
-    async def _yield_to_acks(self) -> None:
+    async def _yield_to_acks(self, *, urgent: bool = False) -> None:
         async with self._pace:  # the bucket is shared by all chains
             loop = asyncio.get_running_loop()
-            while (spacing := self.start_spacing()) is not None:
+            while (spacing := self.start_spacing(urgent=urgent)) is not None:
                 now = loop.time()
                 self._tokens = min(BURST, self._tokens + (now - self._refilled) / spacing)
                 self._refilled = now
@@ -362,7 +401,7 @@ class Processor:
                     await self.refresh_gauges()
             if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-            elif not done:
+            elif not done and not self._urgent_check:
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from voicedrive_receiver.app import Services, services
 from voicedrive_receiver.auth import authorized, challenge
 from voicedrive_receiver.errors import PayloadError, StoreUnavailable
+from voicedrive_receiver.levels import group_level
 from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.processing import PROCESSOR, Processor
 
@@ -78,17 +79,21 @@ async def _accept(request: web.Request, svc: Services, processor: Processor) -> 
             extra={"backlog": processor.backlog, "max_backlog": server.max_backlog},
         )
         return _json(503, {"error": "receiver backlogged, retry later"})
+    # Judged again when processed; here it only says whether the row is urgent.
+    firing = notification.firing()
+    level = group_level(firing, svc.config.levels) if firing else None
     try:
         receipt = await svc.store.journal.append(
             group_key=notification.group_key,
             received_at=received.timestamp(),
             owner=svc.instance,
             payload=text,
+            level=level,
         )
     except StoreUnavailable as exc:
         svc.metrics.webhooks.labels(outcome="unavailable").inc()
         log.error("store unavailable, answering 503", extra={"err": str(exc)})
         return _json(503, {"error": "store unavailable, retry later"})
-    processor.accepted()
+    processor.accepted(level)
     svc.metrics.webhooks.labels(outcome="accepted").inc()
     return _json(200, {"status": "accepted", "receipt": receipt})

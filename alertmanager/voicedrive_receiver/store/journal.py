@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
-from voicedrive_receiver.store.schema import advisory_lock
+from voicedrive_receiver.store.schema import URGENT_LEVEL, advisory_lock
 
 if TYPE_CHECKING:  # base imports this module
     from voicedrive_receiver.store.base import Connection, Database
 
 _INSERT = (
-    "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
-    "VALUES ($1, $2, $3, $4) RETURNING id"
+    "INSERT INTO webhook_journal (group_key, received_at, owner, payload, level) "
+    "VALUES ($1, $2, $3, $4, $5) RETURNING id"
 )
 # PostgreSQL: every append waiting at once, in one statement (a row per array element).
 _INSERT_MANY = (
-    "INSERT INTO webhook_journal (group_key, received_at, owner, payload) "
-    "SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[]) RETURNING id"
+    "INSERT INTO webhook_journal (group_key, received_at, owner, payload, level) "
+    "SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::int[]) "
+    "RETURNING id"
 )
 # One multi-row insert holds at most this many rows and, past its first row, this many
 # characters of bodies (up to 4 bytes each in UTF-8): a statement stays far inside the command
@@ -63,7 +64,10 @@ def _entry(row: Mapping[str, Any]) -> JournalEntry:
     )
 
 
-_Append = tuple[str, float, str, str]
+# The rows a processing pass may take ($1: this instance, $2: the takeover cutoff).
+_MINE = "failed_at IS NULL AND (owner = $1 OR received_at <= $2)"
+
+_Append = tuple[str, float, str, str, int | None]
 
 
 class _Appender:
@@ -112,7 +116,7 @@ class _Appender:
 
     def _take(self) -> list[tuple[_Append, "asyncio.Future[int]"]]:
         size = count = 0
-        for (_, _, _, payload), _ in self._queue[:MAX_APPEND_BATCH]:
+        for (_, _, _, payload, _), _ in self._queue[:MAX_APPEND_BATCH]:
             size += len(payload)
             if count and size > MAX_APPEND_CHARS:
                 break
@@ -161,9 +165,17 @@ class Journal:
         # SQLite's group commit already shares one commit among the appends waiting.
         self._appender = _Appender(db) if db.dialect == "postgres" else None
 
-    async def append(self, *, group_key: str, received_at: float, owner: str, payload: str) -> int:
-        """Store an accepted body durably; its id."""
-        row = (group_key, received_at, owner, payload)
+    async def append(
+        self,
+        *,
+        group_key: str,
+        received_at: float,
+        owner: str,
+        payload: str,
+        level: int | None = None,
+    ) -> int:
+        """Store an accepted body durably; its id. ``level``: of its firing alerts, if any."""
+        row = (group_key, received_at, owner, payload, level)
         if self._appender is not None:
             return await self._appender.append(row)
         rows = await self.db.statement(_INSERT, *row)
@@ -179,20 +191,43 @@ class Journal:
         passes over at most what that peer accepted within ``takeover_after``). ``after``: only
         ids above it.
         """
-        # One receiver per SQLite file (replicas need PostgreSQL): every row is this one's,
-        # whichever host name and port accepted it, so a receiver restarted under another
-        # name (a recreated container) resumes at once instead of after ``takeover_after``.
-        cutoff = math.inf if self.db.dialect == "sqlite" else now - takeover_after
         rows = await self.db.statement(
-            "SELECT id, group_key, received_at, payload FROM webhook_journal "
-            "WHERE id > $4 AND failed_at IS NULL AND (owner = $1 OR received_at <= $2) "
-            "ORDER BY id LIMIT $3",
+            "SELECT id, group_key, received_at, payload FROM webhook_journal "  # noqa: S608
+            f"WHERE id > $4 AND {_MINE} ORDER BY id LIMIT $3",
             owner,
-            cutoff,
+            self._cutoff(now, takeover_after),
             limit,
             after,
         )
         return [_entry(r) for r in rows]
+
+    async def urgent(
+        self, *, owner: str, now: float, takeover_after: float, limit: int
+    ) -> list[JournalEntry]:
+        """The oldest rows of every group with an urgent row waiting (``URGENT_LEVEL``).
+
+        A group's earlier rows come along, so it still keeps its order; other groups' rows
+        wait. Rows as ``pending`` chooses them (this instance's, and abandoned ones).
+        """
+        # A join, not IN (...): SQLite then reads the urgent groups from the partial index and
+        # their rows from the group index, instead of scanning the whole backlog.
+        rows = await self.db.statement(
+            "SELECT id, j.group_key, received_at, payload FROM (SELECT DISTINCT group_key "  # noqa: S608
+            f"FROM webhook_journal WHERE level >= {URGENT_LEVEL} AND {_MINE}) AS urgent "
+            f"JOIN webhook_journal AS j ON j.group_key = urgent.group_key WHERE {_MINE} "
+            "ORDER BY id LIMIT $3",
+            owner,
+            self._cutoff(now, takeover_after),
+            limit,
+        )
+        return [_entry(r) for r in rows]
+
+    def _cutoff(self, now: float, takeover_after: float) -> float:
+        """Receipt time at or before which anyone's unprocessed rows are taken over."""
+        # One receiver per SQLite file (replicas need PostgreSQL): every row is this one's,
+        # whichever host name and port accepted it, so a receiver restarted under another
+        # name (a recreated container) resumes at once instead of after ``takeover_after``.
+        return math.inf if self.db.dialect == "sqlite" else now - takeover_after
 
     async def take(self, conn: "Connection", entry_id: int, *, lock_key: str) -> bool:
         """Inside a processing transaction: remove the row; False if already processed.

@@ -12,6 +12,11 @@ from typing import Literal
 Dialect = Literal["sqlite", "postgres"]
 
 
+# Notifications of this level and above page people by SMS or phone (P6): processed ahead of
+# a backlog of lower levels (journal.py, processing.py).
+URGENT_LEVEL = 3
+
+
 def advisory_lock(key: str) -> str:
     """PostgreSQL: the call taking the transaction's lock on the text ``key`` (a parameter)."""
     return f"pg_advisory_xact_lock(hashtextextended({key}, 0))"
@@ -224,6 +229,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             # index of the old per-row NOT EXISTS, so an insert maintains no more indexes.
             "CREATE INDEX outbox_heads ON outbox (channel, state, pair_key, id)",
             "DROP INDEX outbox_pair",
+        ),
+    ),
+    Migration(
+        7,
+        "journal: urgent notifications (Level 3 and 4) are processed ahead of a backlog",
+        (
+            # The level of the firing alerts as judged at receipt (NULL: none firing, or a row
+            # from before this migration). Processing decides the level again.
+            "ALTER TABLE webhook_journal ADD COLUMN level INTEGER",
+            # Only urgent rows: the urgent pass finds them without reading the backlog. The
+            # predicate must stay the one in journal.py's query (URGENT_LEVEL) for it to apply.
+            "CREATE INDEX webhook_journal_urgent ON webhook_journal (group_key) "
+            f"WHERE level >= {URGENT_LEVEL} AND failed_at IS NULL",
+            # An urgent group's earlier rows, in order, without scanning the backlog.
+            "CREATE INDEX webhook_journal_group ON webhook_journal (group_key, id)",
         ),
     ),
 )

@@ -1,0 +1,164 @@
+"""Urgent notifications (Level 3 and 4) are processed ahead of a backlog of lower levels."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rx_helpers import Harness, alert, harness, make_config, payload, postgres_harness
+
+from voicedrive_common.clock import FakeClock
+from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_receiver import processing
+from voicedrive_receiver.processing import Processed
+from voicedrive_receiver.store import open_sqlite_store
+from voicedrive_receiver.store.journal import JournalEntry
+
+URGENT_GROUP = "{}:{urgent}"
+
+
+def urgent() -> dict[str, Any]:
+    return payload(alert(level="3", alertname="VoiceDriveAPIDown"), group_key=URGENT_GROUP)
+
+
+async def post_backlog(rx: Harness, count: int, *, group: str | None = None) -> list[int]:
+    """``count`` Level 1 notifications, each of its own group unless ``group``; receipts."""
+    receipts = []
+    for n in range(count):
+        body = payload(alert(level="1", fingerprint=f"fp{n}"), group_key=group or f"{{}}:{{g{n}}}")
+        receipts.append(await receipt(rx, body))
+    return receipts
+
+
+async def receipt(rx: Harness, body: dict[str, Any]) -> int:
+    resp = await rx.post(body, process=False)
+    assert resp.status == 200
+    return int(json.loads(await resp.text())["receipt"])
+
+
+async def incident_levels(rx: Harness) -> dict[str, int]:
+    return {i.group_key: i.level for i in await rx.store.list_incidents()}
+
+
+async def test_an_urgent_notification_behind_a_backlog_is_processed_first(rx: Harness) -> None:
+    await post_backlog(rx, 5)
+    await rx.post(urgent(), process=False)
+    [done] = await rx.processor.process_pending()
+    assert done.outcome == "stored"
+    assert await incident_levels(rx) == {URGENT_GROUP: 3}
+    assert (await rx.store.journal.stats()).pending == 5
+
+
+async def test_an_urgent_groups_earlier_notifications_come_along_in_their_order(
+    rx: Harness,
+) -> None:
+    await post_backlog(rx, 1, group="{}:{other}")
+    earlier = await receipt(
+        rx, payload(alert(level="1", fingerprint="slow"), group_key=URGENT_GROUP)
+    )
+    page = await receipt(rx, urgent())
+    done = await rx.processor.process_pending()
+    assert [p.entry_id for p in done] == [earlier, page]
+    assert await incident_levels(rx) == {URGENT_GROUP: 3}
+
+
+async def test_the_backlog_follows_once_the_urgent_groups_are_done(rx: Harness) -> None:
+    await post_backlog(rx, 3)
+    await rx.post(urgent(), process=False)
+    await rx.drain()
+    assert (await rx.store.journal.stats()).pending == 0
+    assert len(await incident_levels(rx)) == 4
+
+
+async def test_a_resolved_notification_is_not_urgent_whatever_its_level(rx: Harness) -> None:
+    await post_backlog(rx, 2)
+    resolved = alert(level="4", status="resolved", ends_at="2025-09-01T09:05:00+09:00")
+    await rx.post(payload(resolved, group_key=URGENT_GROUP), process=False)
+    done = await rx.processor.process_pending()
+    assert len(done) == 3  # journal order: nobody to page waits behind it
+
+
+async def stop_after_first(rx: Harness, arrival: dict[str, Any]) -> list[int]:
+    """A pass over one group's three rows, with ``arrival`` posted once the first is done."""
+    receipts = await post_backlog(rx, 3, group="{}:{busy}")
+    process = rx.processor.process
+
+    async def process_then_arrive(entry: JournalEntry) -> Processed:
+        done = await process(entry)
+        if entry.id == receipts[0]:
+            await rx.post(arrival, process=False)
+        return done
+
+    rx.processor.process = process_then_arrive  # type: ignore[method-assign]
+    return receipts
+
+
+async def test_a_pass_over_the_backlog_stops_when_an_urgent_notification_arrives(
+    rx: Harness,
+) -> None:
+    receipts = await stop_after_first(rx, urgent())
+    done = await rx.processor.process_pending()
+    assert [p.entry_id for p in done] == receipts[:1]
+    [page] = await rx.processor.process_pending()
+    assert await incident_levels(rx) == {"{}:{busy}": 1, URGENT_GROUP: 3}
+    assert page.outcome == "stored"
+
+
+async def test_a_pass_goes_on_when_a_lower_level_notification_arrives(rx: Harness) -> None:
+    receipts = await stop_after_first(rx, payload(alert(level="2"), group_key="{}:{late}"))
+    done = await rx.processor.process_pending()
+    assert [p.entry_id for p in done] == receipts
+
+
+async def test_rows_left_by_a_stopped_pass_are_processed_next_in_order(rx: Harness) -> None:
+    receipts = await stop_after_first(rx, urgent())
+    await rx.processor.process_pending()  # stops after the first
+    await rx.processor.process_pending()  # the urgent one
+    done = await rx.processor.process_pending()
+    assert [p.entry_id for p in done] == receipts[1:]
+
+
+async def test_urgent_rows_journaled_before_a_restart_are_processed_first(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)
+    path = str(tmp_path / "receiver.db")
+    async with harness(config, await open_sqlite_store(path), clock) as before:
+        await post_backlog(before, 4)
+        await before.post(urgent(), process=False)
+    async with harness(config, await open_sqlite_store(path), clock) as after:
+        [done] = await after.processor.process_pending()
+        assert done.outcome == "stored"
+        assert await incident_levels(after) == {URGENT_GROUP: 3}
+
+
+async def test_the_urgent_pass_keeps_the_ordinary_pace_during_a_flood(rx: Harness) -> None:
+    processor = rx.processor
+    for _ in range(processing.FLOOD):
+        processor.ack_started()
+    assert processor.start_spacing() == processing.FLOOD_SLICE
+    assert processor.start_spacing(urgent=True) == processing.YIELD_SLICE
+
+
+async def test_the_journal_row_holds_the_level_of_the_firing_alerts_only(rx: Harness) -> None:
+    ended = "2025-09-01T09:05:00+09:00"
+    resolved_four = alert(level="4", status="resolved", ends_at=ended, fingerprint="b")
+    await rx.post(payload(alert(level="2"), resolved_four), process=False)
+    await rx.post(payload(resolved_four, group_key="{}:{r}"), process=False)
+    rows = await rx.store.db.statement("SELECT level FROM webhook_journal ORDER BY id")
+    assert [r["level"] for r in rows] == [2, None]
+
+
+@pytest.mark.integration
+async def test_on_postgres_an_urgent_notification_behind_a_backlog_is_processed_first(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    async with postgres_harness(postgres, make_config(tmp_path), clock) as rx:
+        earlier = await receipt(
+            rx, payload(alert(level="1", fingerprint="slow"), group_key=URGENT_GROUP)
+        )
+        await post_backlog(rx, 5)
+        page = await receipt(rx, urgent())
+        done = await rx.processor.process_pending()
+        assert [p.entry_id for p in done] == [earlier, page]
+        assert (await rx.store.journal.stats()).pending == 5

@@ -120,3 +120,17 @@ async def test_an_acknowledgement_postgres_cannot_store_is_a_400_not_a_503(
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert resp.status == 400, await resp.text()
+
+
+@pytest.mark.integration
+async def test_an_urgent_group_key_longer_than_an_index_row_is_journaled_on_postgres(
+    postgres: ThrowawayPostgres, tmp_path: Path, clock: FakeClock
+) -> None:
+    # The journal indexes a prefix of the key: a 503 here would be repeated forever.
+    long_key = "{}:{g=" + _noise(9000) + "}"
+    async with postgres_harness(postgres, make_config(tmp_path), clock) as rx:
+        resp = await rx.post(payload(alert(level="4"), group_key=long_key), process=False)
+        assert resp.status == 200, await resp.text()
+        [done] = await rx.processor.process_pending()
+        assert done.outcome == "failed"  # as any group key too long for the store (a row kept)
+        assert (await rx.store.journal.stats()).pending == 0

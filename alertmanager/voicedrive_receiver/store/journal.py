@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicedrive_receiver.errors import StoreRejected, StoreUnavailable
-from voicedrive_receiver.store.schema import URGENT_LEVEL, advisory_lock
+from voicedrive_receiver.store.schema import GROUP_PREFIX, URGENT_LEVEL, advisory_lock
 
 if TYPE_CHECKING:  # base imports this module
     from voicedrive_receiver.store.base import Connection, Database
@@ -209,18 +209,25 @@ class Journal:
         A group's earlier rows come along, so it still keeps its order; other groups' rows
         wait. Rows as ``pending`` chooses them (this instance's, and abandoned ones).
         """
-        # A join, not IN (...): SQLite then reads the urgent groups from the partial index and
-        # their rows from the group index, instead of scanning the whole backlog.
+        prefix = f"substr(%s.group_key, 1, {GROUP_PREFIX})"
         rows = await self.db.statement(
             "SELECT id, j.group_key, received_at, payload FROM (SELECT DISTINCT group_key "  # noqa: S608
-            f"FROM webhook_journal WHERE level >= {URGENT_LEVEL} AND {_MINE}) AS urgent "
-            f"JOIN webhook_journal AS j ON j.group_key = urgent.group_key WHERE {_MINE} "
-            "ORDER BY id LIMIT $3",
+            f"FROM webhook_journal{self._indexed_by('webhook_journal_urgent')} "
+            f"WHERE level >= {URGENT_LEVEL} AND {_MINE}) AS urgent "
+            f"JOIN webhook_journal AS j{self._indexed_by('webhook_journal_group')} "
+            f"ON {prefix % 'j'} = {prefix % 'urgent'} AND j.group_key = urgent.group_key "
+            f"WHERE {_MINE} ORDER BY id LIMIT $3",
             owner,
             self._cutoff(now, takeover_after),
             limit,
         )
         return [_entry(r) for r in rows]
+
+    def _indexed_by(self, index: str) -> str:
+        # SQLite without statistics (no ANALYZE runs) prefers webhook_journal_state, whose
+        # ``failed_at IS NULL`` matches the whole backlog: 20 ms at 30,000 rows instead of
+        # 0.5 ms. PostgreSQL picks these indexes by itself.
+        return f" INDEXED BY {index}" if self.db.dialect == "sqlite" else ""
 
     def _cutoff(self, now: float, takeover_after: float) -> float:
         """Receipt time at or before which anyone's unprocessed rows are taken over."""

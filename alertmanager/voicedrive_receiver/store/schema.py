@@ -15,6 +15,8 @@ Dialect = Literal["sqlite", "postgres"]
 # Notifications of this level and above page people by SMS or phone (P6): processed ahead of
 # a backlog of lower levels (journal.py, processing.py).
 URGENT_LEVEL = 3
+# Characters of a group key in the journal's group index (webhook_journal_group).
+GROUP_PREFIX = 200
 
 
 def advisory_lock(key: str) -> str:
@@ -240,10 +242,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE webhook_journal ADD COLUMN level INTEGER",
             # Only urgent rows: the urgent pass finds them without reading the backlog. The
             # predicate must stay the one in journal.py's query (URGENT_LEVEL) for it to apply.
-            "CREATE INDEX webhook_journal_urgent ON webhook_journal (group_key) "
+            "CREATE INDEX webhook_journal_urgent ON webhook_journal (id) "
             f"WHERE level >= {URGENT_LEVEL} AND failed_at IS NULL",
-            # An urgent group's earlier rows, in order, without scanning the backlog.
-            "CREATE INDEX webhook_journal_group ON webhook_journal (group_key, id)",
+            # An urgent group's earlier rows, in order, without scanning the backlog. A prefix:
+            # a whole group key may be longer than a PostgreSQL index row, and an insert
+            # refused for it would answer 503 to that notification forever.
+            "CREATE INDEX webhook_journal_group ON webhook_journal "
+            f"(substr(group_key, 1, {GROUP_PREFIX}), id) WHERE failed_at IS NULL",
         ),
     ),
 )

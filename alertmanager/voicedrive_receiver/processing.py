@@ -171,8 +171,7 @@ class Processor:
         async def chain(group: list[JournalEntry]) -> None:
             async with slots:
                 for entry in group:
-                    await self._yield_to_acks(urgent=urgent)
-                    if self._urgent_check and not urgent:
+                    if not await self._yield_to_acks(urgent=urgent):
                         return
                     done[entry.id] = await self.process(entry)
                     self.backlog = max(0, self.backlog - 1)
@@ -225,10 +224,15 @@ class Processor:
             return FLOOD_SLICE  # a flood now or a moment ago: its in-flight count wavers
         return YIELD_SLICE if self.webhooks_active() else None
 
-    async def _yield_to_acks(self, *, urgent: bool = False) -> None:
+    async def _yield_to_acks(self, *, urgent: bool) -> bool:
+        """Wait for this chain's next start; False: stop, an urgent notification waits."""
         async with self._pace:  # the bucket is shared by all chains
             loop = asyncio.get_running_loop()
             while (spacing := self.start_spacing(urgent=urgent)) is not None:
+                if self._urgent_check and not urgent:
+                    # Checked on every wake-up: chains queued here for a start would otherwise
+                    # each wait for a token first (16 chains at 25/s: 0.64 s).
+                    return False
                 now = loop.time()
                 self._tokens = min(BURST, self._tokens + (now - self._refilled) / spacing)
                 self._refilled = now
@@ -237,6 +241,7 @@ class Processor:
                     break
                 await asyncio.sleep((1 - self._tokens) * spacing)
         await asyncio.sleep(0)
+        return urgent or not self._urgent_check
 
     async def process(self, entry: JournalEntry) -> Processed:
         """Process one notification; StoreUnavailable leaves it in the journal for later."""

@@ -1,5 +1,6 @@
 """Urgent notifications (Level 3 and 4) are processed ahead of a backlog of lower levels."""
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,17 @@ async def test_on_postgres_an_urgent_notification_behind_a_backlog_is_processed_
         done = await rx.processor.process_pending()
         assert [p.entry_id for p in done] == [earlier, page]
         assert (await rx.store.journal.stats()).pending == 5
+
+
+async def test_a_chain_waiting_for_its_start_gives_up_at_once_when_an_urgent_one_waits(
+    rx: Harness,
+) -> None:
+    # Sixteen chains each waiting for a flood-paced start first would hold the page 0.64 s.
+    processor = rx.processor
+    for _ in range(processing.FLOOD):
+        processor.ack_started()
+    processor._tokens = 0.0  # the flood has taken every start, just now
+    processor._refilled = asyncio.get_running_loop().time()
+    processor.accepted(level=4)
+    started = processor._yield_to_acks(urgent=False)
+    assert await asyncio.wait_for(started, processing.FLOOD_SLICE / 2) is False

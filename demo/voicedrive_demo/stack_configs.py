@@ -69,12 +69,18 @@ def render_prometheus(*, ports: Ports, interval: str, rule_files: list[str] | No
 
 def render_alertmanager(*, ports: Ports, token_file: Path, timing: Timing | None = None) -> str:
     """The repo's alertmanager.yml on the demo's ports, with the demo's receiver token file;
-    with ``timing``, every route's group_wait, group_interval and repeat_interval compressed."""
+    with ``timing``, every route's group_wait, group_interval and repeat_interval compressed.
+
+    The fallback's mail goes to the demo's catcher (the repo names the contract's SMTP port,
+    remapped like every other address). Its Slack integration is left out: the demo has no
+    webhook URL and no network, and a missing URL file would only fail and retry.
+    """
     source = ALERTMANAGER_DIR / "alertmanager.yml"
     config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)
     if timing is not None:
         config["route"] = compress_routes(config["route"], timing)
     for receiver in config.get("receivers", []):
+        receiver.pop("slack_configs", None)
         for webhook in receiver.get("webhook_configs", []):
             auth = webhook.get("http_config", {}).get("authorization")
             if auth is not None and "credentials_file" in auth:

@@ -48,6 +48,12 @@ def _sel(job: str) -> str:
     return f'job="{job}"'
 
 
+def _scrape_down(alert: Alert, sel: str) -> str:
+    # `up == 0` is a target that fails its scrape; absent() a job with no target at all (dropped
+    # from the config, lost by service discovery), where `up == 0` alone would never fire.
+    return f"up{{{sel}}} == 0\nor absent(up{{{sel}}})"
+
+
 ALERT_RULES: dict[str, AlertRule] = {
     "VoiceDriveAPISlow": AlertRule(
         lambda a, s: (
@@ -124,7 +130,7 @@ ALERT_RULES: dict[str, AlertRule] = {
         "a probe's `voicedrive_probe_last_run_timestamp_seconds` older than [[threshold]]",
     ),
     "VoiceDriveExporterDown": AlertRule(
-        lambda a, s: f"up{{{s}}} == 0\nor absent(up{{{s}}})",
+        _scrape_down,
         "the exporter's scrape target is down (`up == 0`) or has no `up` series at all",
     ),
     "VoiceDriveTLSCertExpiring": AlertRule(
@@ -132,6 +138,13 @@ ALERT_RULES: dict[str, AlertRule] = {
             f"voicedrive_api_tls_cert_expiry_timestamp_seconds{{{s}}} - time() < {num(a.threshold)}"
         ),
         "an endpoint's TLS certificate expires in less than [[threshold]]",
+    ),
+    # Per instance, unlike the store-wide alerts below: each replica is a process to restart.
+    "VoiceDriveReceiverDown": AlertRule(
+        _scrape_down,
+        "a receiver's scrape target is down (`up == 0`), or the receiver job has no `up` series "
+        "at all; also sent by Alertmanager's own email and Slack (`voicedrive-fallback`)",
+        job="receiver",
     ),
     # The receiver's gauges describe its store, shared by every replica: max() is the store's
     # value however many replicas are scraped, and keeps no instance label that would split

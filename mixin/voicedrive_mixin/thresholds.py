@@ -68,6 +68,7 @@ ALERT_PARAMS: dict[str, dict[str, ParamKind]] = {
     "VoiceDriveProbeStale": {"threshold": _S},
     "VoiceDriveExporterDown": {},
     "VoiceDriveTLSCertExpiring": {"threshold": _S},
+    "VoiceDriveReceiverDown": {},
     "VoiceDriveReceiverIngestFailed": {},
     "VoiceDriveReceiverBacklogStale": {"threshold": _S},
     "VoiceDriveReceiverDeadLetters": {"window": _S},

@@ -7,13 +7,17 @@ holds ``require_binary``.
 import copy
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -54,6 +58,7 @@ def alert(
     system: str = "voicedrive",
     ended: bool = False,
     started_ago: timedelta = timedelta(minutes=1),
+    annotations: dict[str, str] | None = None,
     **labels: str,
 ) -> dict[str, Any]:
     """An API v2 postable alert with its class's labels, started a minute ago.
@@ -61,6 +66,7 @@ def alert(
     ``ended`` gives it an ``endsAt`` in the past: Alertmanager then holds it as resolved.
     An alert that started longer than group_wait ago is flushed at once (Alertmanager's
     dispatcher); Prometheus sends the firing time, so timing tests pass ``started_ago=0``.
+    ``annotations`` replaces the default ``{"summary": alertname}``.
     """
     now = datetime.now(UTC)
     body: dict[str, Any] = {
@@ -70,7 +76,7 @@ def alert(
             "system": system,
             **labels,
         },
-        "annotations": {"summary": alertname},
+        "annotations": annotations if annotations is not None else {"summary": alertname},
         "startsAt": (now - started_ago).isoformat(),
         "generatorURL": "http://127.0.0.1/graph",
     }
@@ -114,6 +120,48 @@ class RunningAlertmanager:
             time.sleep(0.1)
 
 
+class _Recorder(BaseHTTPRequestHandler):
+    """Records every POST (path, Authorization header, JSON body) and answers 200."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length))
+        self.server.received.append(  # type: ignore[attr-defined]
+            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+        )
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads the recorded requests, not a log."""
+
+
+@contextmanager
+def recording_http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server standing in for a webhook: (base URL, recorded requests)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    received: list[dict[str, Any]] = []
+    server.received = received  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout_s: float = 15.0) -> bool:
+    """Poll ``condition()`` until true or the (bounded) timeout; returns the last result."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def http_json(url: str, payload: Any = None, *, timeout_s: float = 5.0) -> tuple[int, Any]:
     """GET (or POST ``payload`` as JSON to) a loopback URL; (status, JSON body or text)."""
     if not url.startswith("http://127.0.0.1:"):
@@ -140,8 +188,9 @@ def alert_key(labels: dict[str, str]) -> str:
 class AlertmanagerProcesses:
     """Starts real Alertmanagers from the repo's config; ``stop_all()`` ends every one started.
 
-    The repo file is used unchanged except for what a test must change: the receiver's address
-    (tests never use the contract ports), the token file path, and optionally the timers.
+    The repo file is used unchanged except for what a test must change: the receiver's address,
+    the fallback's mail relay and Slack URL (tests never use the contract ports or the network),
+    the secret files' paths, and optionally the timers.
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -152,11 +201,15 @@ class AlertmanagerProcesses:
         self,
         *,
         webhook_base: str = "http://127.0.0.1:9",
+        smarthost: str = "127.0.0.1:9",
+        slack_url: str = "http://127.0.0.1:9/slack",
         timers: dict[str, str] | None = None,
     ) -> RunningAlertmanager:
         """Start one Alertmanager and wait until it is ready.
 
-        ``timers`` replaces group_wait/group_interval/repeat_interval on every route.
+        Port 9 (discard) is where nothing listens: by default the receiver, the mail relay and
+        Slack are all down. ``timers`` replaces group_wait/group_interval/repeat_interval on
+        every route.
         """
         binary = require_binary("prometheus-alertmanager")
         workdir = self._workdir / f"am{len(self._processes)}"
@@ -164,10 +217,16 @@ class AlertmanagerProcesses:
         config = repo_config()
         token_file = workdir / "receiver-token"
         token_file.write_text(TOKEN + "\n", encoding="utf-8")
+        slack_file = workdir / "fallback-slack-webhook-url"
+        slack_file.write_text(slack_url + "\n", encoding="utf-8")
         for receiver in config["receivers"]:
             for hook in receiver.get("webhook_configs", []):
                 hook["url"] = hook["url"].replace("http://127.0.0.1:9918", webhook_base)
                 hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+            for mail in receiver.get("email_configs", []):
+                mail["smarthost"] = smarthost
+            for slack in receiver.get("slack_configs", []):
+                slack["api_url_file"] = str(slack_file)
         if timers:
             config["route"].update(timers)
             for route in config["route"].get("routes", []):
@@ -203,3 +262,9 @@ class AlertmanagerProcesses:
         """Terminate every Alertmanager this object started."""
         for process in self._processes:
             stop(process)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()

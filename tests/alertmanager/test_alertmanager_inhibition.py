@@ -1,16 +1,19 @@
 """A real Alertmanager running alertmanager.yml inhibits what each rule explains, and no more."""
 
-import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from am_harness import TOKEN, AlertmanagerProcesses, RunningAlertmanager, alert
+from am_harness import (
+    TOKEN,
+    AlertmanagerProcesses,
+    RunningAlertmanager,
+    alert,
+    recording_http_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +27,7 @@ SYSTEM_DOWN_EXPLAINS = [
 ]
 NOT_EXPLAINED_BY_AN_OUTAGE = [
     "VoiceDriveExporterDown",
+    "VoiceDriveReceiverDown",
     "VoiceDriveProbeStale",
     "VoiceDriveBackupStale",
     "VoiceDriveTLSCertExpiring",
@@ -35,11 +39,8 @@ NOT_EXPLAINED_BY_AN_OUTAGE = [
 @pytest.fixture
 def alertmanagers(tmp_path: Path) -> Iterator[AlertmanagerProcesses]:
     """Real Alertmanagers started by the test, all stopped afterwards."""
-    processes = AlertmanagerProcesses(tmp_path)
-    try:
+    with AlertmanagerProcesses(tmp_path) as processes:
         yield processes
-    finally:
-        processes.stop_all()
 
 
 @pytest.fixture
@@ -143,10 +144,12 @@ def test_critical_suppresses_its_high_twin_on_the_same_host(
     assert {k: v["state"] for k, v in states.items()} == expected
 
 
-def test_exporter_down_suppresses_nothing(am: RunningAlertmanager) -> None:
-    # Monitoring being blind must be paged on top of whatever else is still firing.
+@pytest.mark.parametrize("blind", ["VoiceDriveExporterDown", "VoiceDriveReceiverDown"])
+def test_blind_monitoring_suppresses_nothing(am: RunningAlertmanager, blind: str) -> None:
+    # Monitoring (the probes, or the paging path) being blind must be paged on top of whatever
+    # else is still firing.
     names = [
-        "VoiceDriveExporterDown",
+        blind,
         "VoiceDriveAPISlow",
         "VoiceDriveAPIEndpointDown",
         "VoiceDriveDatabaseDown",
@@ -157,7 +160,7 @@ def test_exporter_down_suppresses_nothing(am: RunningAlertmanager) -> None:
     ]
     am.post_alerts([alert(n) for n in names])
     # A barrier: the inhibitor handles alerts in order, so once a pair posted later shows its
-    # inhibition, ExporterDown has been taken into account too.
+    # inhibition, the blind alert has been taken into account too.
     barrier = {"VoiceDriveAPISlow/medical": "suppressed"}
     expected = {f"{name}/voicedrive": "active" for name in names} | barrier
     barrier_alerts = [alert("VoiceDriveAPIDown", system="medical")]
@@ -179,51 +182,14 @@ def test_a_resolved_system_down_no_longer_suppresses(am: RunningAlertmanager) ->
     assert states["VoiceDriveDatabaseDown/voicedrive"]["state"] == "active"
 
 
-class _Sink(BaseHTTPRequestHandler):
-    """Records every webhook POST (path, Authorization header, JSON body) and answers 200."""
-
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length))
-        self.server.received.append(  # type: ignore[attr-defined]
-            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-        )
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the test reads the recorded requests, not a log."""
-
-
 @pytest.fixture
 def webhook_sink() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local HTTP server standing in for the receiver: (base URL, recorded requests)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    received: list[dict[str, Any]] = []
-    server.received = received  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with recording_http_server() as sink:
+        yield sink
 
 
 FAST = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1s"}
-
-
-def wait_until(condition: Any, *, timeout_s: float = 15.0) -> bool:
-    """Poll ``condition()`` until true or the (bounded) timeout; returns the last result."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def firing_names(received: list[dict[str, Any]], path: str) -> set[str]:

@@ -1,6 +1,7 @@
 """alertmanager.yml is valid for amtool and routes every alert class where it must go."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,9 @@ from voicedrive_mixin.thresholds import INHIBITS, INHIBITS_EXCLUSIVE, load_thres
 
 RECEIVER = "voicedrive-receiver"
 WATCHDOG = "voicedrive-watchdog"
+FALLBACK = "voicedrive-fallback"
+# The one alert that also takes the path around the receiver.
+RECEIVER_DOWN = "VoiceDriveReceiverDown"
 PROMETHEUS_CONFIG = CONFIG.parents[1] / "prometheus" / "prometheus.yml"
 
 
@@ -28,20 +32,79 @@ def routed_receivers(*labels: str) -> list[str]:
     return [name.strip() for name in result.stdout.strip().split(",") if name.strip()]
 
 
-def test_amtool_check_config_accepts_the_file() -> None:
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """``amtool check-config PATH``."""
     amtool = require_binary("amtool")
-    result = subprocess.run(
-        [amtool, "check-config", str(CONFIG)], capture_output=True, text=True, timeout=30
+    return subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=30
     )
+
+
+def test_amtool_check_config_accepts_the_file() -> None:
+    result = check_config(CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
-@pytest.mark.parametrize("alertname", sorted(set(ALERT_CLASSES) - {"Watchdog"}))
+def test_amtool_check_config_passes_without_any_secret_file(tmp_path: Path) -> None:
+    # A fresh clone has no secrets/ beside the config and no fallback Slack URL file: the
+    # secret files are read at send time, never at load. The copy sits in an empty folder
+    # (relative token path) and names a Slack URL file that certainly does not exist.
+    config = repo_config()
+    for receiver in config["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            slack["api_url_file"] = str(tmp_path / "missing" / Path(slack["api_url_file"]).name)
+    copy = tmp_path / "alertmanager.yml"
+    copy.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    assert not (tmp_path / "secrets").exists()
+    result = check_config(copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("alertname", sorted(set(ALERT_CLASSES) - {"Watchdog", RECEIVER_DOWN}))
 @pytest.mark.parametrize("system", ["voicedrive", "medical", "both"])
 def test_every_alert_class_routes_to_the_receiver_only(alertname: str, system: str) -> None:
     labels = {"alertname": alertname, "system": system, **ALERT_CLASSES[alertname]}
     assert routed_receivers(*(f"{k}={v}" for k, v in labels.items())) == [RECEIVER]
+
+
+@pytest.mark.parametrize("system", ["voicedrive", "medical", "both"])
+def test_receiver_down_routes_to_the_fallback_and_to_the_receiver(system: str) -> None:
+    labels = {"alertname": RECEIVER_DOWN, "system": system, **ALERT_CLASSES[RECEIVER_DOWN]}
+    labels |= {"job": "voicedrive-receiver", "instance": "127.0.0.1:9918"}
+    assert routed_receivers(*(f"{k}={v}" for k, v in labels.items())) == [FALLBACK, RECEIVER]
+
+
+def test_the_fallback_does_not_go_through_the_receiver() -> None:
+    # A fallback that needed the receiver would be down exactly when it is needed.
+    (fallback,) = [r for r in repo_config()["receivers"] if r["name"] == FALLBACK]
+    assert set(fallback) == {"name", "email_configs", "slack_configs"}
+    (mail,) = fallback["email_configs"]
+    (slack,) = fallback["slack_configs"]
+    assert mail["send_resolved"] is True
+    assert slack["send_resolved"] is True
+
+
+def test_the_fallback_reads_its_slack_url_from_an_absolute_file_path() -> None:
+    # Alertmanager 0.25 resolves api_url_file against its working directory (`/` under the
+    # Debian unit), not the config's: a relative path would name another file.
+    (fallback,) = [r for r in repo_config()["receivers"] if r["name"] == FALLBACK]
+    (slack,) = fallback["slack_configs"]
+    assert "api_url" not in slack
+    assert Path(slack["api_url_file"]).is_absolute()
+
+
+def test_the_fallback_mail_holds_no_credentials() -> None:
+    (fallback,) = [r for r in repo_config()["receivers"] if r["name"] == FALLBACK]
+    (mail,) = fallback["email_configs"]
+    assert not {"auth_password", "auth_secret"} & set(mail)
+
+
+def test_the_fallback_repeats_within_the_level_3_response_time() -> None:
+    # With no receiver left nothing escalates; the repeat is the reminder (P2: Level 3, 1 h).
+    (route,) = [r for r in repo_config()["route"]["routes"] if r["receiver"] == FALLBACK]
+    assert route["repeat_interval"] == "1h"
+    assert ALERT_CLASSES[RECEIVER_DOWN]["level"] == "3"
 
 
 def test_an_alert_without_any_voicedrive_label_still_reaches_the_receiver() -> None:
@@ -73,8 +136,17 @@ def test_paging_webhook_sends_resolved_with_a_bearer_token_file() -> None:
 def test_no_route_holds_paging_alerts_back() -> None:
     # A longer group_wait cannot make an inhibition reliable (an existing group flushes at its
     # next group_interval tick) and delays every page; the `for` order in the rules does it.
-    (route,) = repo_config()["route"]["routes"]
-    assert route["receiver"] == WATCHDOG
+    # Besides the heartbeat, the only routes are VoiceDriveReceiverDown's two, and they keep
+    # the root's group_wait and group_interval.
+    routes = repo_config()["route"]["routes"]
+    assert [(r["matchers"], r["receiver"], r.get("continue", False)) for r in routes] == [
+        (['alertname="Watchdog"'], WATCHDOG, False),
+        ([f'alertname="{RECEIVER_DOWN}"'], FALLBACK, True),
+        ([f'alertname="{RECEIVER_DOWN}"'], RECEIVER, False),
+    ]
+    for route in routes[1:]:
+        assert "group_wait" not in route
+        assert "group_interval" not in route
 
 
 def inhibited_pairs() -> set[tuple[str, str]]:

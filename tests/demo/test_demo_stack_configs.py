@@ -89,10 +89,26 @@ def test_alertmanager_sends_to_the_demo_receiver_with_its_token(
 ) -> None:
     token = tmp_path / "receiver-token"
     config = yaml.safe_load(render_alertmanager(ports=ports, token_file=token))
-    for receiver in config["receivers"]:
-        for webhook in receiver["webhook_configs"]:
-            assert webhook["url"].startswith(ports.url("receiver"))
-            assert webhook["http_config"]["authorization"]["credentials_file"] == str(token)
+    webhooks = [w for r in config["receivers"] for w in r.get("webhook_configs", [])]
+    assert webhooks
+    for webhook in webhooks:
+        assert webhook["url"].startswith(ports.url("receiver"))
+        assert webhook["http_config"]["authorization"]["credentials_file"] == str(token)
+
+
+def test_alertmanager_fallback_mails_the_demo_mail_catcher(ports: Ports, tmp_path: Path) -> None:
+    config = yaml.safe_load(render_alertmanager(ports=ports, token_file=tmp_path / "token"))
+    (fallback,) = [r for r in config["receivers"] if r["name"] == "voicedrive-fallback"]
+    (mail,) = fallback["email_configs"]
+    assert mail["smarthost"] == ports.address("smtp")
+    # The catcher speaks plain SMTP on loopback.
+    assert mail["require_tls"] is False
+
+
+def test_alertmanager_in_the_demo_never_tries_slack(ports: Ports, tmp_path: Path) -> None:
+    # No webhook URL and no network in the demo: Alertmanager's own Slack is left out.
+    config = yaml.safe_load(render_alertmanager(ports=ports, token_file=tmp_path / "token"))
+    assert [r["name"] for r in config["receivers"] if "slack_configs" in r] == []
 
 
 def test_receiver_config_passes_the_receivers_validation(ports: Ports, tmp_path: Path) -> None:

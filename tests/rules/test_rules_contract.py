@@ -97,7 +97,13 @@ def test_receiver_alerts_read_the_receiver_job_from_the_settings(tmp_path: Path)
     overrides.write_text("settings:\n  exporter_job: exp\n  receiver_job: rcv\n", encoding="utf-8")
     generated = alerting_rules(rules.rule_file(load_thresholds(overrides=overrides)))
     receiver = [n for n in generated if n.startswith("VoiceDriveReceiver")]
-    assert len(receiver) == 4
+    assert receiver == [
+        "VoiceDriveReceiverDown",
+        "VoiceDriveReceiverIngestFailed",
+        "VoiceDriveReceiverBacklogStale",
+        "VoiceDriveReceiverDeadLetters",
+        "VoiceDriveReceiverOutboxStale",
+    ]
     for name in receiver:
         assert 'job="rcv"' in generated[name]["expr"], name
     assert 'job="exp"' in generated["VoiceDriveDatabaseDown"]["expr"]

@@ -29,6 +29,7 @@ ISSUE_TABLE = {
     "VoiceDriveProbeStale": 2,
     "VoiceDriveExporterDown": 3,
     "VoiceDriveTLSCertExpiring": 1,
+    "VoiceDriveReceiverDown": 3,
     "VoiceDriveReceiverIngestFailed": 3,
     "VoiceDriveReceiverBacklogStale": 3,
     "VoiceDriveReceiverDeadLetters": 2,

@@ -192,19 +192,30 @@ def test_prometheus_rule_files_are_mounted_beside_its_config() -> None:
         assert list(folder.glob(relative.name)), f"no rule file matches {pattern}"
 
 
-def test_every_alertmanager_webhook_reaches_the_receiver_service() -> None:
-    urls = [
-        hook["url"]
+def alertmanager_addresses(integration: str, key: str) -> list[str]:
+    """``key`` of every ``integration`` entry (e.g. webhook_configs' url) of every receiver."""
+    return [
+        entry[key]
         for receiver in alertmanager_config()["receivers"]
-        for hook in receiver.get("webhook_configs", [])
+        for entry in receiver.get(integration, [])
     ]
+
+
+def test_every_alertmanager_webhook_reaches_the_receiver_service() -> None:
+    urls = alertmanager_addresses("webhook_configs", "url")
     assert urls
     assert {service_on_port(loopback_port(u)) for u in urls} == {"receiver"}
 
 
+def test_the_alertmanagers_fallback_mail_reaches_the_mail_catcher_service() -> None:
+    relays = alertmanager_addresses("email_configs", "smarthost")
+    assert relays
+    assert {service_on_port(loopback_port(r)) for r in relays} == {"mailcatcher"}
+
+
 def test_the_alertmanager_token_file_is_the_receiver_token_secret() -> None:
     for receiver in alertmanager_config()["receivers"]:
-        for hook in receiver["webhook_configs"]:
+        for hook in receiver.get("webhook_configs", []):
             relative = hook["http_config"]["authorization"]["credentials_file"]
             # Alertmanager resolves relative paths against its config file's directory.
             expected = str(PurePosixPath("/etc/alertmanager") / relative)

@@ -94,6 +94,12 @@ class Processor:
         # Whether urgent rows may be waiting: at start (rows from before a restart), when one
         # is journaled here, and at each full scan (a dead peer's); cleared when none are found.
         self._urgent_check = True
+        # Urgent notifications journaled here so far: a pass over the backlog stops when it
+        # changes.
+        self._urgent_arrivals = 0
+        # The last urgent pass failed: the next round is a pass over the backlog, so one group
+        # the store keeps refusing cannot hold every other one.
+        self._urgent_failed = False
         self._pace = asyncio.Lock()
         # Token bucket of processing starts while webhooks are active: (tokens, refilled at).
         self._tokens = float(BURST)
@@ -126,6 +132,7 @@ class Processor:
         self.backlog += 1
         if level is not None and level >= URGENT_LEVEL:
             self._urgent_check = True
+            self._urgent_arrivals += 1
         self._wake.set()
 
     async def process_pending(self, *, limit: int = BATCH) -> list[Processed]:
@@ -137,12 +144,21 @@ class Processor:
             # Rows skipped below the cursor (a live peer's, since abandoned) are found again.
             self._cursor, self._full_scan_at = 0, now
             self._urgent_check = True
-        if self._urgent_check:
+        if self._urgent_check and not self._urgent_failed:
             self._urgent_check = False  # an urgent row journaled from here on sets it again
-            entries = await self._urgent(now, limit)
+            try:
+                entries = await self._urgent(now, limit)
+            except Exception:
+                self._urgent_check = True  # still to be looked for
+                raise
             if entries:
                 self._urgent_check = True  # more may wait beyond ``limit``
-                return await self._process_chains(entries, urgent=True)
+                try:
+                    return await self._process_chains(entries, urgent=True)
+                except Exception:
+                    self._urgent_failed = True
+                    raise
+        self._urgent_failed = False
         entries = await self._pending(now, limit)
         if not entries and self._cursor:
             self._cursor, self._full_scan_at = 0, now
@@ -167,11 +183,12 @@ class Processor:
             chains.setdefault(entry.group_key, []).append(entry)
         done: dict[int, Processed] = {}
         slots = asyncio.Semaphore(CONCURRENCY)
+        arrivals = None if urgent else self._urgent_arrivals
 
         async def chain(group: list[JournalEntry]) -> None:
             async with slots:
                 for entry in group:
-                    if not await self._yield_to_acks(urgent=urgent):
+                    if not await self._yield_to_acks(stop_unless=arrivals):
                         return
                     done[entry.id] = await self.process(entry)
                     self.backlog = max(0, self.backlog - 1)
@@ -224,12 +241,14 @@ class Processor:
             return FLOOD_SLICE  # a flood now or a moment ago: its in-flight count wavers
         return YIELD_SLICE if self.webhooks_active() else None
 
-    async def _yield_to_acks(self, *, urgent: bool) -> bool:
-        """Wait for this chain's next start; False: stop, an urgent notification waits."""
+    async def _yield_to_acks(self, *, stop_unless: int | None) -> bool:
+        """Wait for this chain's next start; False: stop, an urgent notification arrived (the
+        count of arrivals is no longer ``stop_unless``). None: the urgent pass itself."""
+        urgent = stop_unless is None
         async with self._pace:  # the bucket is shared by all chains
             loop = asyncio.get_running_loop()
             while (spacing := self.start_spacing(urgent=urgent)) is not None:
-                if self._urgent_check and not urgent:
+                if not urgent and self._urgent_arrivals != stop_unless:
                     # Checked on every wake-up: chains queued here for a start would otherwise
                     # each wait for a token first (16 chains at 25/s: 0.64 s).
                     return False
@@ -241,7 +260,7 @@ class Processor:
                     break
                 await asyncio.sleep((1 - self._tokens) * spacing)
         await asyncio.sleep(0)
-        return urgent or not self._urgent_check
+        return urgent or self._urgent_arrivals == stop_unless
 
     async def process(self, entry: JournalEntry) -> Processed:
         """Process one notification; StoreUnavailable leaves it in the journal for later."""
@@ -406,7 +425,7 @@ class Processor:
                     await self.refresh_gauges()
             if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-            elif not done and not self._urgent_check:
+            elif not done and not (self._urgent_check and not self._urgent_failed):
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

@@ -15,6 +15,7 @@ from voicedrive_receiver.errors import PayloadError, StoreUnavailable
 from voicedrive_receiver.levels import group_level
 from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.processing import PROCESSOR, Processor
+from voicedrive_receiver.store.schema import URGENT_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ async def _accept(request: web.Request, svc: Services, processor: Processor) -> 
     try:
         notification = parse_body(body, now=received)
         text = body.decode("utf-8")
+        # Judged again when processed; here it only says whether the row is urgent.
+        firing = notification.firing()
+        level = group_level(firing, svc.config.levels) if firing else None
     except PayloadError as exc:
         svc.metrics.webhooks.labels(outcome="invalid").inc()
         log.warning("invalid webhook payload", extra={"field": exc.field, "err": exc.reason})
@@ -70,18 +74,17 @@ async def _accept(request: web.Request, svc: Services, processor: Processor) -> 
         svc.metrics.webhooks.labels(outcome="invalid").inc()
         log.exception("webhook payload could not be processed", extra={"err": type(exc).__name__})
         return _json(400, {"error": f"payload could not be processed ({type(exc).__name__})"})
-    if processor.backlog >= server.max_backlog:
+    urgent = level is not None and level >= URGENT_LEVEL
+    if processor.backlog >= server.max_backlog * (2 if urgent else 1):
         # Alertmanager keeps the notification and retries; a 2xx would only grow a queue
-        # whose pages are already late.
+        # whose pages are already late. An urgent one is processed ahead of that queue, so it
+        # is taken up to twice the limit: a bound still, should urgent ones be the flood.
         svc.metrics.webhooks.labels(outcome="backlogged").inc()
         log.error(
             "processing backlog full, answering 503",
             extra={"backlog": processor.backlog, "max_backlog": server.max_backlog},
         )
         return _json(503, {"error": "receiver backlogged, retry later"})
-    # Judged again when processed; here it only says whether the row is urgent.
-    firing = notification.firing()
-    level = group_level(firing, svc.config.levels) if firing else None
     try:
         receipt = await svc.store.journal.append(
             group_key=notification.group_key,

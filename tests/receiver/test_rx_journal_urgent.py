@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from rx_helpers import Harness, alert, harness, make_config, payload, postgres_h
 from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver import processing
+from voicedrive_receiver.errors import StoreUnavailable
 from voicedrive_receiver.processing import Processed
 from voicedrive_receiver.store import open_sqlite_store
 from voicedrive_receiver.store.journal import JournalEntry
@@ -174,6 +177,71 @@ async def test_a_chain_waiting_for_its_start_gives_up_at_once_when_an_urgent_one
         processor.ack_started()
     processor._tokens = 0.0  # the flood has taken every start, just now
     processor._refilled = asyncio.get_running_loop().time()
+    since = processor._urgent_arrivals
     processor.accepted(level=4)
-    started = processor._yield_to_acks(urgent=False)
+    started = processor._yield_to_acks(stop_unless=since)
     assert await asyncio.wait_for(started, processing.FLOOD_SLICE / 2) is False
+
+
+async def test_an_urgent_notification_the_store_failed_to_look_up_is_still_first(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post_backlog(rx, 3)
+    await rx.post(urgent(), process=False)
+    journal = rx.store.journal
+    monkeypatch.setattr(journal, "urgent", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await rx.processor.process_pending()
+    monkeypatch.undo()
+    [done] = await rx.processor.process_pending()
+    assert await incident_levels(rx) == {URGENT_GROUP: 3}
+    assert done.outcome == "stored"
+
+
+async def test_an_urgent_group_the_store_keeps_refusing_does_not_hold_the_backlog(
+    rx: Harness,
+) -> None:
+    await post_backlog(rx, 3)
+    await rx.post(urgent(), process=False)
+    process = rx.processor.process
+
+    async def refuse_urgent(entry: JournalEntry) -> Processed:
+        if entry.group_key == URGENT_GROUP:
+            await unavailable()
+        return await process(entry)
+
+    rx.processor.process = refuse_urgent  # type: ignore[method-assign]
+    for _ in range(2):  # the urgent pass, then the backlog's turn (it meets the group too)
+        with pytest.raises(StoreUnavailable):
+            await rx.processor.process_pending()
+    assert (await rx.store.journal.stats()).pending == 1
+
+
+async def unavailable(*args: object, **kwargs: object) -> Any:
+    raise StoreUnavailable("PostgreSQL store: ConnectionDoesNotExistError")
+
+
+@pytest.fixture
+async def limited(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
+    """A receiver whose backlog limit is two notifications."""
+    config = make_config(tmp_path)
+    config = replace(config, server=replace(config.server, max_backlog=2))
+    async with harness(config, await open_sqlite_store(str(tmp_path / "rx.db")), clock) as rx:
+        yield rx
+
+
+async def test_an_urgent_notification_is_accepted_past_the_backlog_limit(limited: Harness) -> None:
+    await post_backlog(limited, 2)
+    assert (await limited.post(payload(alert(level="1"), group_key="{}:{g9}"))).status == 503
+    assert (await limited.post(urgent(), process=False)).status == 200
+
+
+async def test_urgent_notifications_are_refused_at_twice_the_backlog_limit(
+    limited: Harness,
+) -> None:
+    await post_backlog(limited, 2)
+    statuses = []
+    for n in range(3):
+        body = payload(alert(level="4", fingerprint=f"u{n}"), group_key=f"{{}}:{{u{n}}}")
+        statuses.append((await limited.post(body, process=False)).status)
+    assert statuses == [200, 200, 503]

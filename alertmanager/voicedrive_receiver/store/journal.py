@@ -204,19 +204,28 @@ class Journal:
     async def urgent(
         self, *, owner: str, now: float, takeover_after: float, limit: int
     ) -> list[JournalEntry]:
-        """The oldest rows of every group with an urgent row waiting (``URGENT_LEVEL``).
+        """The oldest rows of the groups with an urgent row waiting (``URGENT_LEVEL``).
 
-        A group's earlier rows come along, so it still keeps its order; other groups' rows
-        wait. Rows as ``pending`` chooses them (this instance's, and abandoned ones).
+        A group's earlier rows come along, so it still keeps its order on this instance;
+        other groups' rows wait. Rows as ``pending`` chooses them (this instance's, and
+        abandoned ones): a live peer's earlier row of the group is not waited for.
         """
+        # The oldest ``limit`` urgent rows name the groups; each group's rows up to its last
+        # urgent one of those, by id alone, and only then the chosen rows' bodies: a pass
+        # reads those index entries, never the whole urgent backlog or a sort of bodies.
         prefix = f"substr(%s.group_key, 1, {GROUP_PREFIX})"
+        by_urgent = self._indexed_by("webhook_journal_urgent")
+        by_group = self._indexed_by("webhook_journal_group")
         rows = await self.db.statement(
-            "SELECT id, j.group_key, received_at, payload FROM (SELECT DISTINCT group_key "  # noqa: S608
-            f"FROM webhook_journal{self._indexed_by('webhook_journal_urgent')} "
-            f"WHERE level >= {URGENT_LEVEL} AND {_MINE}) AS urgent "
-            f"JOIN webhook_journal AS j{self._indexed_by('webhook_journal_group')} "
+            "SELECT id, group_key, received_at, payload FROM webhook_journal "  # noqa: S608
+            "WHERE id IN (SELECT j.id FROM (SELECT group_key, MAX(id) AS upto FROM "
+            f"(SELECT group_key, id FROM webhook_journal{by_urgent} "
+            f"WHERE level >= {URGENT_LEVEL} AND {_MINE} ORDER BY id LIMIT $3) AS oldest "
+            "GROUP BY group_key) AS urgent "
+            f"JOIN webhook_journal AS j{by_group} "
             f"ON {prefix % 'j'} = {prefix % 'urgent'} AND j.group_key = urgent.group_key "
-            f"WHERE {_MINE} ORDER BY id LIMIT $3",
+            "AND j.id <= urgent.upto "
+            f"WHERE {_MINE} ORDER BY j.id LIMIT $3) ORDER BY id",
             owner,
             self._cutoff(now, takeover_after),
             limit,

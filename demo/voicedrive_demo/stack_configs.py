@@ -73,7 +73,8 @@ def render_alertmanager(*, ports: Ports, token_file: Path, timing: Timing | None
 
     The fallback's mail goes to the demo's catcher (the repo names the contract's SMTP port,
     remapped like every other address). Its Slack integration is left out: the demo has no
-    webhook URL and no network, and a missing URL file would only fail and retry.
+    webhook URL and no network, and a missing URL file would only fail the Slack message
+    (at its first attempt, again at every group_interval) and fill the log.
     """
     source = ALERTMANAGER_DIR / "alertmanager.yml"
     config = remap_addresses(yaml.safe_load(source.read_text(encoding="utf-8")), ports)

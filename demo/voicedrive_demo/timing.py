@@ -35,8 +35,15 @@ PRODUCTION_ESCALATE_AFTER = 1800.0
 PRODUCTION_WATCH = 1800.0
 PRODUCTION_FIRST_RESPONSE = 900.0
 PRODUCTION_DEADLINES = {1: 4 * 3600.0, 2: 2 * 3600.0, 3: 3600.0, 4: 1800.0}
-# Alert parameters that are windows of the probe cadence, not thresholds of the world.
-_SCALED_PARAMS = {"VoiceDriveAPISlow": ("window",)}
+# Alert parameters that are windows of the probe cadence (or of Alertmanager's timers), not
+# thresholds of the world. VoiceDriveReceiverWebhooksFailing's window spans one group_interval
+# plus a scrape; Alertmanager's 10 s floor on a notification's retry deadline is not
+# compressed, so in the demo its give-ups come every 10 s rather than 6 s and the 12 s window
+# can have gaps: that alert is not reliable in the demo (no drill uses it).
+_SCALED_PARAMS = {
+    "VoiceDriveAPISlow": ("window",),
+    "VoiceDriveReceiverWebhooksFailing": ("window",),
+}
 _AM_TIMERS = ("group_wait", "group_interval", "repeat_interval")
 
 

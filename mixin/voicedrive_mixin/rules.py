@@ -40,7 +40,8 @@ class AlertRule:
 
     expr: Callable[[Alert, str], str]  # (alert, job selector) -> PromQL
     condition: str
-    # Whose metrics the expression reads: "exporter" or "receiver" (settings.*_job).
+    # Whose metrics the expression reads: "exporter", "receiver" or "alertmanager"
+    # (settings.*_job).
     job: str = "exporter"
 
 
@@ -146,6 +147,21 @@ ALERT_RULES: dict[str, AlertRule] = {
         "at all; also sent by Alertmanager's own email and Slack (`voicedrive-fallback`)",
         job="receiver",
     ),
+    # Alertmanager's count of notifications it gave up (after its retries), webhook integration
+    # only: the paging and the heartbeat webhooks, both the receiver (Alertmanager 0.25 has no
+    # receiver label). Summed over Alertmanager instances: no instance label, which would read
+    # as the receiver's. `unless` ReceiverDown firing: a dead receiver is paged as that alone.
+    "VoiceDriveReceiverWebhooksFailing": AlertRule(
+        lambda a, s: (
+            "sum(increase(alertmanager_notifications_failed_total"
+            f'{{{s},integration="webhook"}}[{dur(a.param("window"))}])) > 0\n'
+            'unless on () ALERTS{alertname="VoiceDriveReceiverDown",alertstate="firing"}'
+        ),
+        "Alertmanager gave up a webhook notification (`alertmanager_notifications_failed_total"
+        '{integration="webhook"}`) within [[window]], while VoiceDriveReceiverDown does not '
+        "fire; also sent by Alertmanager's own email and Slack (`voicedrive-fallback`)",
+        job="alertmanager",
+    ),
     # The receiver's gauges describe its store, shared by every replica: max() is the store's
     # value however many replicas are scraped, and keeps no instance label that would split
     # one fault into one alert per replica.
@@ -242,7 +258,12 @@ def alerting_rule(t: Thresholds, alert: Alert) -> dict[str, object]:
     annotations["runbook_url"] = t.settings.runbook_url(alert)
     annotations["dashboard_url"] = t.settings.dashboard_url
     spec = ALERT_RULES[alert.name]
-    job = t.settings.receiver_job if spec.job == "receiver" else t.settings.exporter_job
+    jobs = {
+        "exporter": t.settings.exporter_job,
+        "receiver": t.settings.receiver_job,
+        "alertmanager": t.settings.alertmanager_job,
+    }
+    job = jobs[spec.job]
     rule: dict[str, object] = {"alert": alert.name, "expr": spec.expr(alert, _sel(job))}
     if alert.for_seconds > 0:
         rule["for"] = dur(alert.for_seconds)

@@ -69,6 +69,7 @@ ALERT_PARAMS: dict[str, dict[str, ParamKind]] = {
     "VoiceDriveExporterDown": {},
     "VoiceDriveTLSCertExpiring": {"threshold": _S},
     "VoiceDriveReceiverDown": {},
+    "VoiceDriveReceiverWebhooksFailing": {"window": _S},
     "VoiceDriveReceiverIngestFailed": {},
     "VoiceDriveReceiverBacklogStale": {"threshold": _S},
     "VoiceDriveReceiverDeadLetters": {"window": _S},
@@ -212,6 +213,7 @@ class Settings:
 
     exporter_job: str
     receiver_job: str
+    alertmanager_job: str
     language: str
     runbook_base_url: str
     grafana_url: str
@@ -341,6 +343,7 @@ def _settings(node: Node) -> Settings:
     settings = Settings(
         exporter_job=node.text("exporter_job"),
         receiver_job=node.text("receiver_job"),
+        alertmanager_job=node.text("alertmanager_job"),
         language=node.text("language", choices=LANGUAGES),
         runbook_base_url=node.text("runbook_base_url"),
         grafana_url=node.text("grafana_url"),
@@ -430,14 +433,11 @@ def _texts(node: Node) -> Texts:
 
 
 def _cross_checks(t: Thresholds, source: str | None) -> None:
-    slow = t.alert("VoiceDriveAPISlow")
-    if slow.for_seconds <= slow.param("window"):
-        raise ConfigError(
-            "alerts.VoiceDriveAPISlow.for",
-            f"must be longer than params.window ({slow.get_param('window').display()}): "
-            "one slow request stays in the window that long and must not page alone",
-            source=source,
-        )
+    _for_past_window(t, "VoiceDriveAPISlow", "one slow request", source)
+    # A receiver that is down fails every webhook too: ReceiverDown must fire first, the
+    # expression of WebhooksFailing is false from then on (rules.py).
+    _for_past_window(t, "VoiceDriveReceiverWebhooksFailing", "one given-up notification", source)
+    _webhooks_failing_order(t, source)
     _inhibition_order(t, source)
     _recovery_order(t, source)
     pairs = (
@@ -454,6 +454,32 @@ def _cross_checks(t: Thresholds, source: str | None) -> None:
                 f"must be {word} the threshold of {other}",
                 source=source,
             )
+
+
+def _for_past_window(t: Thresholds, name: str, event: str, source: str | None) -> None:
+    """An alert over an increase() or rate() window: one event alone must not page."""
+    alert = t.alert(name)
+    if alert.for_seconds <= alert.param("window"):
+        raise ConfigError(
+            f"alerts.{name}.for",
+            f"must be longer than params.window ({alert.get_param('window').display()}): "
+            f"{event} stays in the window that long and must not page alone",
+            source=source,
+        )
+
+
+def _webhooks_failing_order(t: Thresholds, source: str | None) -> None:
+    failing = t.alert("VoiceDriveReceiverWebhooksFailing")
+    down = t.alert("VoiceDriveReceiverDown")
+    if down.for_seconds >= failing.for_seconds:
+        raise RelationError(
+            "alerts.VoiceDriveReceiverDown.for",
+            f"must be shorter than alerts.VoiceDriveReceiverWebhooksFailing.for "
+            f"({failing.for_text}), got {down.for_text}: a receiver that is down fails every "
+            "webhook as well and must be paged once, as VoiceDriveReceiverDown",
+            related=("alerts.VoiceDriveReceiverWebhooksFailing.for",),
+            source=source,
+        )
 
 
 def _inhibition_order(t: Thresholds, source: str | None) -> None:

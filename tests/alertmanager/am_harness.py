@@ -87,9 +87,10 @@ def alert(
 
 @dataclass
 class RunningAlertmanager:
-    """Handle on a started Alertmanager: post alerts, read their status."""
+    """Handle on a started Alertmanager: post alerts, read their status, metrics and log."""
 
     url: str
+    log: Path
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """POST alerts to /api/v2/alerts (as Prometheus does)."""
@@ -102,6 +103,17 @@ class RunningAlertmanager:
         assert status == 200
         assert isinstance(body, list)
         return body
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one sample on /metrics (labels given exactly), None when absent."""
+        status, text = http_json(f"{self.url}/metrics")
+        assert status == 200
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}")
+        for line in str(text).splitlines():
+            series, _, value = line.rpartition(" ")
+            if series == wanted:
+                return float(value)
+        return None
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Status of each alert keyed by alertname plus its other identifying labels."""
@@ -121,27 +133,39 @@ class RunningAlertmanager:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    """Records every POST (path, Authorization header, JSON body) and answers 200."""
+    """Records every POST (path, Authorization header, JSON body) and answers its status."""
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length))
-        self.server.received.append(  # type: ignore[attr-defined]
+        received = self.server.received  # type: ignore[attr-defined]
+        received.append(
             {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
         )
-        self.send_response(200)
+        self.send_response(self.server.status_for(len(received)))  # type: ignore[attr-defined]
         self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the test reads the recorded requests, not a log."""
 
 
+def always_ok(count: int) -> int:
+    """200 for every request."""
+    return 200
+
+
 @contextmanager
-def recording_http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local HTTP server standing in for a webhook: (base URL, recorded requests)."""
+def recording_http_server(
+    status_for: Callable[[int], int] = always_ok,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server standing in for a webhook: (base URL, recorded requests).
+
+    ``status_for(n)`` is the status of the n-th request (from 1): a receiver that refuses.
+    """
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     received: list[dict[str, Any]] = []
     server.received = received  # type: ignore[attr-defined]
+    server.status_for = status_for  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -202,14 +226,14 @@ class AlertmanagerProcesses:
         *,
         webhook_base: str = "http://127.0.0.1:9",
         smarthost: str = "127.0.0.1:9",
-        slack_url: str = "http://127.0.0.1:9/slack",
+        slack_url: str | None = "http://127.0.0.1:9/slack",
         timers: dict[str, str] | None = None,
     ) -> RunningAlertmanager:
         """Start one Alertmanager and wait until it is ready.
 
         Port 9 (discard) is where nothing listens: by default the receiver, the mail relay and
-        Slack are all down. ``timers`` replaces group_wait/group_interval/repeat_interval on
-        every route.
+        Slack are all down. ``slack_url=None`` writes no Slack URL file at all. ``timers``
+        replaces group_wait/group_interval/repeat_interval on every route.
         """
         binary = require_binary("prometheus-alertmanager")
         workdir = self._workdir / f"am{len(self._processes)}"
@@ -218,7 +242,8 @@ class AlertmanagerProcesses:
         token_file = workdir / "receiver-token"
         token_file.write_text(TOKEN + "\n", encoding="utf-8")
         slack_file = workdir / "fallback-slack-webhook-url"
-        slack_file.write_text(slack_url + "\n", encoding="utf-8")
+        if slack_url is not None:
+            slack_file.write_text(slack_url + "\n", encoding="utf-8")
         for receiver in config["receivers"]:
             for hook in receiver.get("webhook_configs", []):
                 hook["url"] = hook["url"].replace("http://127.0.0.1:9918", webhook_base)
@@ -256,7 +281,7 @@ class AlertmanagerProcesses:
             lambda: http_json(f"{url}/-/ready", timeout_s=1)[0] == 200,
             timeout_s=START_TIMEOUT_S,
         )
-        return RunningAlertmanager(url=url)
+        return RunningAlertmanager(url=url, log=log)
 
     def stop_all(self) -> None:
         """Terminate every Alertmanager this object started."""

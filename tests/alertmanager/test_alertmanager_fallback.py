@@ -1,4 +1,6 @@
-"""A real Alertmanager sends VoiceDriveReceiverDown around the receiver: by email and Slack.
+"""A real Alertmanager sends the broken-paging-path alerts around the receiver: email and Slack.
+
+VoiceDriveReceiverDown and VoiceDriveReceiverWebhooksFailing take that path.
 
 The receiver is not running in these tests (its webhook points at a closed loopback port)
 unless a test stands one in; the mail relay is a real aiosmtpd server on loopback and Slack an
@@ -33,11 +35,14 @@ from voicedrive_mixin.thresholds import load_thresholds
 pytestmark = pytest.mark.integration
 
 RECEIVER_DOWN = "VoiceDriveReceiverDown"
+WEBHOOKS_FAILING = "VoiceDriveReceiverWebhooksFailing"
 # Flushed at once, sent again only on a change: each test sees one message per change.
 QUICK = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"}
 SLACK_PATH = "/services/T0VOICE/B0DRIVE/fallback"
-FIRING_SUBJECT = "[VoiceDrive] 【代替経路】発生: voicedrive-receiver に到達できません（{count} 台）"
-RESOLVED_SUBJECT = "[VoiceDrive] 【代替経路】解決: voicedrive-receiver に再び到達できます"
+FIRING_SUBJECT = (
+    "[VoiceDrive] 【代替経路】発生: voicedrive-receiver 経由の通知が止まっています（{count} 件）"
+)
+RESOLVED_SUBJECT = "[VoiceDrive] 【代替経路】解決: voicedrive-receiver 経由の通知が再開しました"
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,19 @@ def receiver_down(
     )
 
 
+def webhooks_failing() -> dict[str, Any]:
+    """VoiceDriveReceiverWebhooksFailing as Prometheus sends it, texts from the mixin."""
+    rule = load_thresholds().alert(WEBHOOKS_FAILING)
+    annotations = {
+        "summary": rule.summary.ja,
+        "summary_en": rule.summary.en,
+        "description": "Alertmanager は voicedrive-receiver への通知 2 件を断念しました。",
+        "description_en": "Alertmanager gave up 2 webhook notification(s).",
+        "runbook_url": "https://example.invalid/runbooks/receiver.md#voicedrivereceiverwebhooksfailing",
+    }
+    return alert(WEBHOOKS_FAILING, annotations=annotations)
+
+
 def first_mail(am: RunningAlertmanager, relay: _Relay, alerts: list[dict[str, Any]]) -> Mail:
     """Post ``alerts``; the one mail that arrives (bounded wait)."""
     am.post_alerts(alerts)
@@ -204,7 +222,7 @@ def test_receiver_down_is_posted_to_slack_from_the_url_file(
     (attachment,) = post["body"]["attachments"]
     rule = load_thresholds().alert(RECEIVER_DOWN)
     assert attachment["title"] == (
-        "[VoiceDrive] 【代替経路】発生: voicedrive-receiver に到達できません"
+        "[VoiceDrive] 【代替経路】発生: voicedrive-receiver 経由の通知が止まっています"
     )
     # The push notification's preview says the same, not Alertmanager's English default.
     assert attachment["fallback"] == attachment["title"]
@@ -252,3 +270,38 @@ def test_no_other_alert_takes_the_fallback(
     (mail,) = relay.received()
     assert "VoiceDriveExporterDown" not in mail.text
     assert mail.text.count("- [発生] ") == 1
+
+
+def test_webhooks_failing_is_mailed_while_the_receiver_refuses_every_webhook(
+    alertmanagers: AlertmanagerProcesses, relay: _Relay
+) -> None:
+    # The receiver runs but answers 503 (its store unavailable): the alert about it is tried
+    # there too, and reaches the technical lead by Alertmanager's own mail.
+    with recording_http_server(lambda count: 503) as (base, hooks):
+        am = alertmanagers.start(webhook_base=base, smarthost=relay.address, timers=QUICK)
+        mail = first_mail(am, relay, [webhooks_failing()])
+        assert wait_until(lambda: any(h["path"] == "/webhook" for h in hooks))
+    assert mail.subject == FIRING_SUBJECT.format(count=1)
+    rule = load_thresholds().alert(WEBHOOKS_FAILING)
+    # No instance label (one alert for the path): the line ends with the summary.
+    lines = mail.text.splitlines()
+    assert f"- [発生] {rule.summary.ja}" in lines
+    assert f"- [firing] {rule.summary.en}" in lines
+    runbook = "https://example.invalid/runbooks/receiver.md#voicedrivereceiverwebhooksfailing"
+    assert f"手順書: {runbook}" in mail.text
+
+
+def test_a_missing_slack_url_file_fails_the_slack_message_at_once_and_the_mail_goes_out(
+    alertmanagers: AlertmanagerProcesses, relay: _Relay
+) -> None:
+    # Alertmanager 0.25 reads api_url_file at send time; a missing file is an unrecoverable
+    # error: one attempt, no retry within the notification (the next group_interval tries
+    # again, nothing having been recorded as sent). The mail is a separate integration.
+    am = alertmanagers.start(smarthost=relay.address, slack_url=None, timers=QUICK)
+    first_mail(am, relay, [receiver_down()])
+    failed = "alertmanager_notifications_failed_total"
+    assert wait_until(lambda: (am.metric(failed, integration="slack") or 0) >= 1)
+    log = am.log.read_text()
+    assert "slack[0]: notify retry canceled due to unrecoverable error after 1 attempts" in log
+    assert "fallback-slack-webhook-url: no such file or directory" in log
+    assert am.metric(failed, integration="email") == 0

@@ -28,6 +28,7 @@ SYSTEM_DOWN_EXPLAINS = [
 NOT_EXPLAINED_BY_AN_OUTAGE = [
     "VoiceDriveExporterDown",
     "VoiceDriveReceiverDown",
+    "VoiceDriveReceiverWebhooksFailing",
     "VoiceDriveProbeStale",
     "VoiceDriveBackupStale",
     "VoiceDriveTLSCertExpiring",
@@ -144,7 +145,10 @@ def test_critical_suppresses_its_high_twin_on_the_same_host(
     assert {k: v["state"] for k, v in states.items()} == expected
 
 
-@pytest.mark.parametrize("blind", ["VoiceDriveExporterDown", "VoiceDriveReceiverDown"])
+@pytest.mark.parametrize(
+    "blind",
+    ["VoiceDriveExporterDown", "VoiceDriveReceiverDown", "VoiceDriveReceiverWebhooksFailing"],
+)
 def test_blind_monitoring_suppresses_nothing(am: RunningAlertmanager, blind: str) -> None:
     # Monitoring (the probes, or the paging path) being blind must be paged on top of whatever
     # else is still firing.

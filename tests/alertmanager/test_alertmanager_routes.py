@@ -14,8 +14,10 @@ from voicedrive_mixin.thresholds import INHIBITS, INHIBITS_EXCLUSIVE, load_thres
 RECEIVER = "voicedrive-receiver"
 WATCHDOG = "voicedrive-watchdog"
 FALLBACK = "voicedrive-fallback"
-# The one alert that also takes the path around the receiver.
+# The alerts that also take the path around the receiver: the paging path itself broken.
 RECEIVER_DOWN = "VoiceDriveReceiverDown"
+WEBHOOKS_FAILING = "VoiceDriveReceiverWebhooksFailing"
+AROUND_THE_RECEIVER = (RECEIVER_DOWN, WEBHOOKS_FAILING)
 PROMETHEUS_CONFIG = CONFIG.parents[1] / "prometheus" / "prometheus.yml"
 
 
@@ -61,7 +63,9 @@ def test_amtool_check_config_passes_without_any_secret_file(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("alertname", sorted(set(ALERT_CLASSES) - {"Watchdog", RECEIVER_DOWN}))
+@pytest.mark.parametrize(
+    "alertname", sorted(set(ALERT_CLASSES) - {"Watchdog", *AROUND_THE_RECEIVER})
+)
 @pytest.mark.parametrize("system", ["voicedrive", "medical", "both"])
 def test_every_alert_class_routes_to_the_receiver_only(alertname: str, system: str) -> None:
     labels = {"alertname": alertname, "system": system, **ALERT_CLASSES[alertname]}
@@ -73,6 +77,19 @@ def test_receiver_down_routes_to_the_fallback_and_to_the_receiver(system: str) -
     labels = {"alertname": RECEIVER_DOWN, "system": system, **ALERT_CLASSES[RECEIVER_DOWN]}
     labels |= {"job": "voicedrive-receiver", "instance": "127.0.0.1:9918"}
     assert routed_receivers(*(f"{k}={v}" for k, v in labels.items())) == [FALLBACK, RECEIVER]
+
+
+@pytest.mark.parametrize("system", ["voicedrive", "medical", "both"])
+def test_webhooks_failing_routes_to_the_fallback_and_to_the_receiver(system: str) -> None:
+    # No job or instance label: the rule sums Alertmanager's counters.
+    labels = {"alertname": WEBHOOKS_FAILING, "system": system, **ALERT_CLASSES[WEBHOOKS_FAILING]}
+    assert routed_receivers(*(f"{k}={v}" for k, v in labels.items())) == [FALLBACK, RECEIVER]
+
+
+def test_an_alert_whose_name_only_starts_like_a_fallback_alert_stays_off_the_fallback() -> None:
+    # Alertmanager anchors `=~` regexes: the matcher names exactly the two alerts.
+    labels = {"alertname": RECEIVER_DOWN + "Soon", **ALERT_CLASSES[RECEIVER_DOWN]}
+    assert routed_receivers(*(f"{k}={v}" for k, v in labels.items())) == [RECEIVER]
 
 
 def test_the_fallback_does_not_go_through_the_receiver() -> None:
@@ -104,7 +121,7 @@ def test_the_fallback_repeats_within_the_level_3_response_time() -> None:
     # With no receiver left nothing escalates; the repeat is the reminder (P2: Level 3, 1 h).
     (route,) = [r for r in repo_config()["route"]["routes"] if r["receiver"] == FALLBACK]
     assert route["repeat_interval"] == "1h"
-    assert ALERT_CLASSES[RECEIVER_DOWN]["level"] == "3"
+    assert {ALERT_CLASSES[name]["level"] for name in AROUND_THE_RECEIVER} == {"3"}
 
 
 def test_an_alert_without_any_voicedrive_label_still_reaches_the_receiver() -> None:
@@ -136,13 +153,14 @@ def test_paging_webhook_sends_resolved_with_a_bearer_token_file() -> None:
 def test_no_route_holds_paging_alerts_back() -> None:
     # A longer group_wait cannot make an inhibition reliable (an existing group flushes at its
     # next group_interval tick) and delays every page; the `for` order in the rules does it.
-    # Besides the heartbeat, the only routes are VoiceDriveReceiverDown's two, and they keep
-    # the root's group_wait and group_interval.
+    # Besides the heartbeat, the only routes are the fallback alerts' two, and they keep the
+    # root's group_wait and group_interval.
     routes = repo_config()["route"]["routes"]
+    around = f'alertname=~"{"|".join(AROUND_THE_RECEIVER)}"'
     assert [(r["matchers"], r["receiver"], r.get("continue", False)) for r in routes] == [
         (['alertname="Watchdog"'], WATCHDOG, False),
-        ([f'alertname="{RECEIVER_DOWN}"'], FALLBACK, True),
-        ([f'alertname="{RECEIVER_DOWN}"'], RECEIVER, False),
+        ([around], FALLBACK, True),
+        ([around], RECEIVER, False),
     ]
     for route in routes[1:]:
         assert "group_wait" not in route
@@ -188,3 +206,27 @@ def test_system_down_is_a_full_evaluation_ahead_of_parts_one_probe_round_apart()
     composite = t.alert("VoiceDriveSystemDown").for_seconds
     for part in ("VoiceDriveAPIDown", "VoiceDriveDatabaseDown"):
         assert scrape + composite + evaluation <= t.alert(part).for_seconds
+
+
+def test_webhooks_failing_window_holds_two_give_ups_one_group_interval_apart() -> None:
+    # A refused notification is retried until its deadline, the group_interval but at least
+    # 10 s (Alertmanager 0.25's notify.MinTimeout), and given up then; the next follows at
+    # once, so a broken path gives up one per deadline (at least the Watchdog's). The window
+    # must span that gap plus a scrape, or sustained failures would leave holes that restart
+    # the `for`.
+    t = load_thresholds()
+    window = t.alert(WEBHOOKS_FAILING).param("window")
+    prometheus = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    scrape = parse_duration(prometheus["global"]["scrape_interval"], "scrape_interval")
+    route = repo_config()["route"]
+    intervals = [parse_duration(route["group_interval"], "group_interval")]
+    for child in route["routes"]:
+        if "group_interval" in child:
+            intervals.append(parse_duration(child["group_interval"], "group_interval"))
+    assert max(*intervals, 10.0) + scrape < window
+
+
+def test_prometheus_scrapes_the_alertmanager_job_webhooks_failing_reads() -> None:
+    prometheus = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert load_thresholds().settings.alertmanager_job in jobs

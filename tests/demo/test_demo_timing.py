@@ -33,6 +33,8 @@ def test_overrides_pass_every_relation_the_thresholds_loader_enforces(tmp_path: 
     # Loading did not raise; the one relation with a parameter is kept by scaling both sides.
     assert slow.for_seconds > slow.param("window")
     assert slow.param("window") == 30.0
+    failing = load_thresholds(None, path).alert("VoiceDriveReceiverWebhooksFailing")
+    assert failing.for_seconds > failing.param("window") == 12.0
 
 
 def test_rules_are_generated_through_the_mixin_cli(tmp_path: Path) -> None:

@@ -94,8 +94,14 @@ def test_console_script_check_passes_on_the_repository() -> None:
 
 def test_receiver_alerts_read_the_receiver_job_from_the_settings(tmp_path: Path) -> None:
     overrides = tmp_path / "o.yml"
-    overrides.write_text("settings:\n  exporter_job: exp\n  receiver_job: rcv\n", encoding="utf-8")
+    overrides.write_text(
+        "settings:\n  exporter_job: exp\n  receiver_job: rcv\n  alertmanager_job: am\n",
+        encoding="utf-8",
+    )
     generated = alerting_rules(rules.rule_file(load_thresholds(overrides=overrides)))
+    # Alertmanager's counters, not the receiver's: the receiver cannot report webhooks it
+    # never got.
+    assert 'job="am"' in generated.pop("VoiceDriveReceiverWebhooksFailing")["expr"]
     receiver = [n for n in generated if n.startswith("VoiceDriveReceiver")]
     assert receiver == [
         "VoiceDriveReceiverDown",

@@ -30,6 +30,7 @@ ISSUE_TABLE = {
     "VoiceDriveExporterDown": 3,
     "VoiceDriveTLSCertExpiring": 1,
     "VoiceDriveReceiverDown": 3,
+    "VoiceDriveReceiverWebhooksFailing": 3,
     "VoiceDriveReceiverIngestFailed": 3,
     "VoiceDriveReceiverBacklogStale": 3,
     "VoiceDriveReceiverDeadLetters": 2,
@@ -359,6 +360,19 @@ INVALID_FILES = [
     (
         _with("alerts.VoiceDriveAPISlow.for", "5m"),
         "alerts.VoiceDriveAPISlow.for: must be longer than params.window (5m)",
+    ),
+    (
+        _with("alerts.VoiceDriveReceiverWebhooksFailing.for", "2m"),
+        "alerts.VoiceDriveReceiverWebhooksFailing.for: must be longer than params.window (2m)",
+    ),
+    (
+        _with("alerts.VoiceDriveReceiverDown.for", "3m"),
+        "alerts.VoiceDriveReceiverDown.for: must be shorter than "
+        "alerts.VoiceDriveReceiverWebhooksFailing.for (3m), got 3m",
+    ),
+    (
+        _with("settings.alertmanager_job", None),
+        "settings.alertmanager_job: is required",
     ),
     (
         _with("alerts.VoiceDriveNotificationMassFailure.params.threshold", 0.96),

@@ -140,6 +140,8 @@ class Processor:
         oldest; a pass over the oldest ends early when an urgent one arrives."""
         svc = self.svc
         now = svc.clock.now().timestamp()
+        # Counted before any query: one journaled while they run also stops the backlog's pass.
+        arrivals = self._urgent_arrivals
         if now - self._full_scan_at >= self.takeover_after / 2:
             # Rows skipped below the cursor (a live peer's, since abandoned) are found again.
             self._cursor, self._full_scan_at = 0, now
@@ -154,7 +156,7 @@ class Processor:
             if entries:
                 self._urgent_check = True  # more may wait beyond ``limit``
                 try:
-                    return await self._process_chains(entries, urgent=True)
+                    return await self._process_chains(entries, stop_unless=None)
                 except Exception:
                     self._urgent_failed = True
                     raise
@@ -165,7 +167,7 @@ class Processor:
             entries = await self._pending(now, limit)
         if not entries:
             self.backlog = 0
-        done = await self._process_chains(entries, urgent=False)
+        done = await self._process_chains(entries, stop_unless=arrivals)
         if entries:
             # Up to the first row left for the next pass (one stopped for an urgent arrival).
             processed = {p.entry_id for p in done}
@@ -174,21 +176,21 @@ class Processor:
         return done
 
     async def _process_chains(
-        self, entries: list[JournalEntry], *, urgent: bool
+        self, entries: list[JournalEntry], *, stop_unless: int | None
     ) -> list[Processed]:
         # One chain per group, in journal order; chains run side by side. Outside the urgent
-        # pass a chain starts nothing more once an urgent notification waits.
+        # pass (``stop_unless`` None) a chain starts nothing more once an urgent notification
+        # arrived (see _yield_to_acks).
         chains: dict[str, list[JournalEntry]] = {}
         for entry in entries:
             chains.setdefault(entry.group_key, []).append(entry)
         done: dict[int, Processed] = {}
         slots = asyncio.Semaphore(CONCURRENCY)
-        arrivals = None if urgent else self._urgent_arrivals
 
         async def chain(group: list[JournalEntry]) -> None:
             async with slots:
                 for entry in group:
-                    if not await self._yield_to_acks(stop_unless=arrivals):
+                    if not await self._yield_to_acks(stop_unless=stop_unless):
                         return
                     done[entry.id] = await self.process(entry)
                     self.backlog = max(0, self.backlog - 1)

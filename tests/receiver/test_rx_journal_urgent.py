@@ -245,3 +245,23 @@ async def test_urgent_notifications_are_refused_at_twice_the_backlog_limit(
         body = payload(alert(level="4", fingerprint=f"u{n}"), group_key=f"{{}}:{{u{n}}}")
         statuses.append((await limited.post(body, process=False)).status)
     assert statuses == [200, 200, 503]
+
+
+async def test_an_urgent_notification_journaled_while_the_backlog_is_read_stops_that_pass(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post_backlog(rx, 3)
+    journal = rx.store.journal
+    pending = journal.pending
+
+    async def read_while_a_page_arrives(**kwargs: Any) -> list[JournalEntry]:
+        rows = await pending(**kwargs)
+        await rx.post(urgent(), process=False)
+        return rows
+
+    monkeypatch.setattr(journal, "pending", read_while_a_page_arrives)
+    assert await rx.processor.process_pending() == []
+    monkeypatch.undo()
+    [page] = await rx.processor.process_pending()
+    assert page.outcome == "stored"
+    assert await incident_levels(rx) == {URGENT_GROUP: 3}

@@ -4,7 +4,7 @@ import socket
 from dataclasses import dataclass
 
 from voicedrive_common.errors import ConfigError
-from voicedrive_common.throwaway_pg import free_port
+from voicedrive_common.throwaway_pg import free_ports
 
 HOST = "127.0.0.1"
 # docs/contracts.md, "Demo / default loopback ports"; the order gives the --base-port offsets.
@@ -44,7 +44,7 @@ def choose_ports(base: int | None, overrides: list[str]) -> Ports:
     if base is None:
         ports = dict(DEFAULT_PORTS)
     elif base == 0:
-        ports = {name: free_port() for name in DEFAULT_PORTS}
+        ports = dict(zip(DEFAULT_PORTS, free_ports(len(DEFAULT_PORTS)), strict=True))
     else:
         if not 1024 <= base <= 65535 - len(DEFAULT_PORTS):
             raise ConfigError("--base-port", f"must be 0 or between 1024 and 65526, got {base}")

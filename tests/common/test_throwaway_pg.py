@@ -1,6 +1,6 @@
 import asyncpg
 
-from voicedrive_common.throwaway_pg import ThrowawayPostgres
+from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_ports
 
 
 async def test_cluster_accepts_password_login_over_tcp(postgres: ThrowawayPostgres) -> None:
@@ -18,3 +18,8 @@ async def test_role_with_special_character_password_connects(postgres: Throwaway
         assert await conn.fetchval("SELECT current_user") == "special"
     finally:
         await conn.close()
+
+
+def test_free_ports_asked_for_together_are_distinct() -> None:
+    ports = free_ports(64)
+    assert len(set(ports)) == 64

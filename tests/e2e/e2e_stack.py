@@ -35,7 +35,7 @@ from binaries import require_binary
 from receiver.fakes.slack import FakeSlack
 from receiver.fakes.smtp import SmtpServer
 from receiver.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_port
+from voicedrive_common.throwaway_pg import ThrowawayPostgres, free_ports
 from voicedrive_demo.ports import Ports, choose_ports
 from voicedrive_demo.services import Service, console_script
 from voicedrive_demo.stack import DATABASE, Layout, Stack, exporter, simulator
@@ -488,9 +488,10 @@ def start_stack(
     slack, twilio, smtp = loop.run(_start_fakes())
     inbox = Inbox(slack, twilio, smtp)
 
-    rx_ports = [ports["receiver"]] + [free_port() for _ in range(peers - 1)]
-    am_ports = [ports["alertmanager"]] + [free_port() for _ in range(peers - 1)]
-    gossip_ports = [free_port() for _ in range(peers)]
+    spare = iter(free_ports(3 * peers - 2))  # bound at once, so distinct
+    rx_ports = [ports["receiver"]] + [next(spare) for _ in range(peers - 1)]
+    am_ports = [ports["alertmanager"]] + [next(spare) for _ in range(peers - 1)]
+    gossip_ports = [next(spare) for _ in range(peers)]
     rx_addresses = [f"127.0.0.1:{p}" for p in rx_ports]
     am_addresses = [f"127.0.0.1:{p}" for p in am_ports]
     services = [simulator(stack_def), exporter(stack_def)]

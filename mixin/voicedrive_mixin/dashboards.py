@@ -74,6 +74,10 @@ def rows(t: Thresholds) -> tuple[Row, ...]:
     """The dashboard's content, row by row."""
     exp = f'job="{t.settings.exporter_job}"'
     rcv = f'job="{t.settings.receiver_job}"'
+    settings = t.settings
+    monitoring_jobs = "|".join(
+        (settings.exporter_job, settings.receiver_job, settings.alertmanager_job)
+    )
     slow = t.alert("VoiceDriveAPISlow")
     low = t.alert("VoiceDriveNotificationSuccessLow").threshold
     mass = t.alert("VoiceDriveNotificationMassFailure").threshold
@@ -244,7 +248,7 @@ def rows(t: Thresholds) -> tuple[Row, ...]:
                     ("スクレイプ対象の稼働", "Scrape targets up"),
                     (
                         Query(
-                            f'up{{job=~"{t.settings.exporter_job}|{t.settings.receiver_job}|alertmanager"}}',
+                            f'up{{job=~"{monitoring_jobs}"}}',
                             "{{job}} {{instance}}",
                         ),
                     ),

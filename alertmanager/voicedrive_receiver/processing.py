@@ -34,7 +34,7 @@ from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.planning import build_batch, make_planner
 from voicedrive_receiver.store.base import IngestBatch, incident_id_for
 from voicedrive_receiver.store.journal import JournalEntry
-from voicedrive_receiver.store.schema import URGENT_LEVEL
+from voicedrive_receiver.store.schema import is_urgent
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +126,16 @@ class Processor:
         """Age at which another instance's unprocessed rows are taken over."""
         return self.svc.config.outbox.lease
 
+    @property
+    def _urgent_due(self) -> bool:
+        """Whether the next pass is the urgent one."""
+        return self._urgent_check and not self._urgent_failed
+
     def accepted(self, level: int | None = None) -> None:
         """A webhook journaled a notification (``level``: of its firing alerts): count it and
         wake the loop."""
         self.backlog += 1
-        if level is not None and level >= URGENT_LEVEL:
+        if is_urgent(level):
             self._urgent_check = True
             self._urgent_arrivals += 1
         self._wake.set()
@@ -146,7 +151,7 @@ class Processor:
             # Rows skipped below the cursor (a live peer's, since abandoned) are found again.
             self._cursor, self._full_scan_at = 0, now
             self._urgent_check = True
-        if self._urgent_check and not self._urgent_failed:
+        if self._urgent_due:
             self._urgent_check = False  # an urgent row journaled from here on sets it again
             try:
                 entries = await self._urgent(now, limit)
@@ -427,7 +432,7 @@ class Processor:
                     await self.refresh_gauges()
             if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-            elif not done and not (self._urgent_check and not self._urgent_failed):
+            elif not done and not self._urgent_due:
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

@@ -15,7 +15,7 @@ from voicedrive_receiver.errors import PayloadError, StoreUnavailable
 from voicedrive_receiver.levels import group_level
 from voicedrive_receiver.models import parse_body
 from voicedrive_receiver.processing import PROCESSOR, Processor
-from voicedrive_receiver.store.schema import URGENT_LEVEL
+from voicedrive_receiver.store.schema import is_urgent
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ async def _accept(request: web.Request, svc: Services, processor: Processor) -> 
         svc.metrics.webhooks.labels(outcome="invalid").inc()
         log.exception("webhook payload could not be processed", extra={"err": type(exc).__name__})
         return _json(400, {"error": f"payload could not be processed ({type(exc).__name__})"})
-    urgent = level is not None and level >= URGENT_LEVEL
-    if processor.backlog >= server.max_backlog * (2 if urgent else 1):
+    if processor.backlog >= server.max_backlog * (2 if is_urgent(level) else 1):
         # Alertmanager keeps the notification and retries; a 2xx would only grow a queue
         # whose pages are already late. An urgent one is processed ahead of that queue, so it
         # is taken up to twice the limit: a bound still, should urgent ones be the flood.

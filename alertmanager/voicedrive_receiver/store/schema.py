@@ -15,6 +15,13 @@ Dialect = Literal["sqlite", "postgres"]
 # Notifications of this level and above page people by SMS or phone (P6): processed ahead of
 # a backlog of lower levels (journal.py, processing.py).
 URGENT_LEVEL = 3
+
+
+def is_urgent(level: int | None) -> bool:
+    """Whether a notification of ``level`` (None: nothing firing) goes ahead of a backlog."""
+    return level is not None and level >= URGENT_LEVEL
+
+
 # Characters of a group key in the journal's group index (webhook_journal_group).
 GROUP_PREFIX = 200
 

@@ -308,3 +308,22 @@ async def test_an_alert_firing_again_with_a_new_start_pages_again(rx: Harness) -
         ("emergency_channel", "resolved"),
         ("emergency_channel", "firing"),
     ]
+
+
+async def test_a_level_4_goes_out_ahead_of_a_throttled_slack_backlog(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path)  # outbox concurrency 4: a claim takes 4 rows
+    store = await open_sqlite_store(str(tmp_path / "r.db"))
+    throttled = DeliveryResult(ok=False, detail="HTTP 429", retry_after=3.0)
+    channels = {"slack": RecordingChannel("slack", [throttled])}
+    async with harness(config, store, clock, channels=channels) as rx:
+        await rx.post(payload(alert(level="1", fingerprint="f0"), group_key="g0"))
+        await rx.drain()  # Slack answers 429: paused for 3 s
+        for i in range(1, 10):
+            await rx.post(payload(alert(level="1", fingerprint=f"f{i}"), group_key=f"g{i}"))
+        await rx.post(payload(alert(level="4", fingerprint="urgent"), group_key="urgent"))
+        clock.advance(3)
+        await rx.worker.run_channel_once("slack")
+        slack = rx.channels["slack"].sent
+    assert [m.level for m in slack] == [1, 4, 1, 1, 1]

@@ -298,3 +298,48 @@ async def test_a_held_row_enqueued_twice_at_once_is_one_row_with_one_held_event(
         )
     assert enqueued == 1
     assert events == [{"n": 1}]
+
+
+def _slack_row(n: int, *, level: int, pair: str, now: float) -> NewOutboxRow:
+    return NewOutboxRow(
+        delivery_id=f"d{n}",
+        pair_key=pair,
+        purpose="notification",
+        incident_id=None,
+        group_key=f"group-{pair}",
+        channel="slack",
+        contact="emergency_channel",
+        status="firing",
+        level=level,
+        rendered={},
+        not_before=now,
+    )
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_claim_takes_the_highest_level_first_then_the_oldest(
+    kind: str, postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    store = await _open(kind, tmp_path, postgres)
+    try:
+        rows = [_slack_row(n, level=1, pair=f"p{n}", now=100.0) for n in range(5)]
+        await store.enqueue([*rows, _slack_row(9, level=4, pair="p9", now=100.0)], now=100.0)
+        claimed = await store.claim("slack", now=100.0, limit=2, lease=60, owner="a")
+    finally:
+        await store.close()
+    assert [(r.level, r.delivery_id) for r in claimed] == [(4, "d9"), (1, "d0")]
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_higher_level_never_overtakes_an_earlier_message_of_its_recipient(
+    kind: str, postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    store = await _open(kind, tmp_path, postgres)
+    try:
+        earlier = _slack_row(1, level=1, pair="same", now=100.0)
+        raised = _slack_row(2, level=4, pair="same", now=100.0)
+        await store.enqueue([earlier, raised], now=100.0)
+        claimed = await store.claim("slack", now=100.0, limit=5, lease=60, owner="a")
+    finally:
+        await store.close()
+    assert [r.delivery_id for r in claimed] == ["d1"]

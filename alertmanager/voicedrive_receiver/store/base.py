@@ -954,13 +954,15 @@ class SqlStore:
         # itself: PostgreSQL re-checks only o's own conditions on a row that a peer changed
         # after this statement's snapshot, and a peer that claimed, sent and marked it
         # delivered meanwhile has cleared its lease, so without it the row was claimed (and
-        # sent) a second time.
+        # sent) a second time. Among the heads the highest level goes first: Slack and email
+        # carry every level, and a Level 4 must not wait behind a flood of Level 1 messages
+        # queued there (a throttled Slack sends about one a second).
         pick = (
             "SELECT o.id FROM outbox o WHERE o.id IN (SELECT MIN(h.id) FROM outbox h "
             "WHERE h.channel = $3 AND h.state = 'pending' GROUP BY h.pair_key) "
             "AND o.state = 'pending' AND o.next_attempt_at <= $4 "
             "AND (o.lease_until IS NULL OR o.lease_until <= $4) "
-            "ORDER BY o.next_attempt_at, o.id LIMIT $5"
+            "ORDER BY o.level DESC, o.next_attempt_at, o.id LIMIT $5"
         )
         if self.dialect == "postgres":
             pick += " FOR UPDATE OF o SKIP LOCKED"
@@ -981,7 +983,7 @@ class SqlStore:
             now,
             limit,
         )
-        return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: (-r.level, r.id))
 
     async def mark_delivered(
         self,

@@ -152,8 +152,8 @@ class ReceiverMetrics:
             ["channel", "outcome"],
             registry=r,
         )
-        for outcome in WEBHOOK_OUTCOMES:
-            self.webhooks.labels(outcome=outcome)
+        # Looked up once: ``labels()`` costs about 2 us per call, on every webhook.
+        self._webhook_outcomes = {o: self.webhooks.labels(outcome=o) for o in WEBHOOK_OUTCOMES}
         for outcome in PROCESSING_OUTCOMES:
             self.processed.labels(outcome=outcome)
         for channel in self.channels:
@@ -164,3 +164,7 @@ class ReceiverMetrics:
                 self.reconciliations.labels(channel=channel, outcome=outcome)
             self.delivery_latency.labels(channel=channel)
         r.register(_SnapshotCollector(self))
+
+    def webhook(self, outcome: str) -> None:
+        """Count a webhook request's outcome (one of ``WEBHOOK_OUTCOMES``)."""
+        self._webhook_outcomes[outcome].inc()

@@ -68,6 +68,10 @@ class Database(Protocol):
         """One statement in a transaction of its own; its rows (PostgreSQL: one round trip)."""
         ...
 
+    async def insert(self, sql: str, *args: Any) -> int:
+        """One ``INSERT`` of a row into a table with an ``id`` key, as ``statement``; its id."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

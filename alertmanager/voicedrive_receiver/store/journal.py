@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # base imports this module
 
 _INSERT = (
     "INSERT INTO webhook_journal (group_key, received_at, owner, payload, level) "
-    "VALUES ($1, $2, $3, $4, $5) RETURNING id"
+    "VALUES ($1, $2, $3, $4, $5)"
 )
 # PostgreSQL: every append waiting at once, in one statement (a row per array element).
 _INSERT_MANY = (
@@ -135,8 +135,7 @@ class _Appender:
         return sorted(int(r["id"]) for r in found)
 
     async def _single(self, row: _Append) -> int:
-        found = await self.db.statement(_INSERT, *row)
-        return int(found[0]["id"])
+        return await self.db.insert(_INSERT, *row)
 
     async def _one(self, row: _Append) -> int | BaseException:
         try:
@@ -178,8 +177,7 @@ class Journal:
         row = (group_key, received_at, owner, payload, level)
         if self._appender is not None:
             return await self._appender.append(row)
-        rows = await self.db.statement(_INSERT, *row)
-        return int(rows[0]["id"])
+        return await self.db.insert(_INSERT, *row)
 
     async def pending(
         self, *, owner: str, now: float, takeover_after: float, limit: int, after: int = 0

@@ -134,6 +134,11 @@ class PostgresDatabase:
             log.warning("store operation failed", extra={"err": f"{type(exc).__name__}: {exc}"})
             raise _store_error(exc) from None
 
+    async def insert(self, sql: str, *args: Any) -> int:
+        """One INSERT in its own implicit transaction; the new row's id."""
+        rows = await self.statement(sql + " RETURNING id", *args)
+        return int(rows[0]["id"])
+
     async def close(self) -> None:
         """Close the pool."""
         pool, self._pool = self._pool, None

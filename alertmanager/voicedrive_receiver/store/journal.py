@@ -9,7 +9,8 @@ replica takes over rows older than ``takeover_after`` (their owner died or fell 
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,16 @@ class JournalEntry:
 
 
 @dataclass(frozen=True)
+class EarlierRows:
+    """Rows of a pass's groups journaled before its rows of the group, outside the pass."""
+
+    entries: list[JournalEntry]
+    # Group key -> the last of its rows read, when the limit may have left later ones unread:
+    # the pass's rows of the group after it must wait for them.
+    cut: dict[str, int]
+
+
+@dataclass(frozen=True)
 class JournalStats:
     """Rows waiting, the oldest one's receipt time, and rows that failed processing."""
 
@@ -68,6 +79,18 @@ def _entry(row: Mapping[str, Any]) -> JournalEntry:
 _MINE = "failed_at IS NULL AND (owner = $1 OR received_at <= $2)"
 
 _Append = tuple[str, float, str, str, int | None]
+
+# PostgreSQL: for each group of a pass ($1, up to its last row in the pass, $2), its earlier
+# unprocessed rows outside the pass ($3: the pass's ids), at most $4 per group, each group from
+# webhook_journal_group (prefix and id range; the exact key filters prefix collisions).
+_EARLIER = (
+    "SELECT j.id, j.group_key, j.received_at, j.payload "  # noqa: S608 - constants
+    "FROM unnest($1::text[], $2::bigint[]) AS g(group_key, upto) "
+    "CROSS JOIN LATERAL (SELECT id, group_key, received_at, payload FROM webhook_journal "
+    f"WHERE substr(group_key, 1, {GROUP_PREFIX}) = substr(g.group_key, 1, {GROUP_PREFIX}) "
+    "AND group_key = g.group_key AND id < g.upto AND failed_at IS NULL "
+    "AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $4) AS j"
+)
 
 
 class _Appender:
@@ -187,9 +210,9 @@ class Journal:
         """The oldest rows this instance should process: its own, and abandoned ones.
 
         Processed one after the other in id order, a group's notifications keep the order in
-        which they were accepted. Only a live peer's rows are skipped (a primary-key scan that
-        passes over at most what that peer accepted within ``takeover_after``). ``after``: only
-        ids above it.
+        which they were accepted. A live peer's rows are skipped here (a primary-key scan that
+        passes over at most what that peer accepted within ``takeover_after``); those of the
+        rows' groups that came earlier are added by ``earlier``. ``after``: only ids above it.
         """
         rows = await self.db.statement(
             "SELECT id, group_key, received_at, payload FROM webhook_journal "  # noqa: S608
@@ -206,9 +229,9 @@ class Journal:
     ) -> list[JournalEntry]:
         """The oldest rows of the groups with an urgent row waiting (``URGENT_LEVEL``).
 
-        A group's earlier rows come along, so it still keeps its order on this instance;
-        other groups' rows wait. Rows as ``pending`` chooses them (this instance's, and
-        abandoned ones): a live peer's earlier row of the group is not waited for.
+        A group's earlier rows come along, so it keeps its order; other groups' rows wait.
+        Rows as ``pending`` chooses them (this instance's, and abandoned ones); a live peer's
+        earlier rows of the group are added by ``earlier``.
         """
         # The oldest ``limit`` urgent rows name the groups; each group's rows up to its last
         # urgent one of those, by id alone, and only then the chosen rows' bodies: a pass
@@ -231,6 +254,36 @@ class Journal:
             limit,
         )
         return [_entry(r) for r in rows]
+
+    async def earlier(self, entries: Sequence[JournalEntry], *, limit: int) -> EarlierRows:
+        """The unprocessed rows of ``entries``' groups outside them, journaled before the last
+        of the group's entries: mostly a live peer's (PostgreSQL; one statement).
+
+        With replicas behind a load balancer a group's notifications are spread over them, and
+        each replica's pass holds only its own rows. Processing these first, in id order,
+        keeps the group's order across replicas, and taking a peer's row is safe: ``take``
+        deletes it under the group's lock, so whoever comes second finds it gone. Id order is
+        the order Alertmanager sent them: it sends a group's next notification only after the
+        previous one was answered 2xx, which happens once its row is committed, so the earlier
+        one has the smaller id and is visible by the time the later one is processed.
+
+        At most about ``limit`` rows in all (``limit // groups`` per group, at least one); where
+        a group's share was used up, ``cut`` says from where its entries must wait.
+        """
+        # One receiver per SQLite file (see _cutoff): every row is in the pass already.
+        if self.db.dialect != "postgres" or not entries:
+            return EarlierRows([], {})
+        upto: dict[str, int] = {}
+        for entry in entries:
+            upto[entry.group_key] = max(upto.get(entry.group_key, entry.id), entry.id)
+        share = max(1, limit // len(upto))
+        rows = await self.db.statement(
+            _EARLIER, list(upto), list(upto.values()), [e.id for e in entries], share
+        )
+        found = sorted((_entry(r) for r in rows), key=lambda e: e.id)
+        counts = Counter(e.group_key for e in found)
+        last = {e.group_key: e.id for e in found}
+        return EarlierRows(found, {g: last[g] for g, n in counts.items() if n >= share})
 
     def _indexed_by(self, index: str) -> str:
         # SQLite without statistics (no ANALYZE runs) prefers webhook_journal_state, whose

@@ -20,6 +20,7 @@ from voicedrive_common.clock import FakeClock
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.store import open_postgres_store
 from voicedrive_receiver.store.base import Connection
+from voicedrive_receiver.store.schema import GROUP_PREFIX
 
 ENDED = "2025-09-01T09:05:00+09:00"
 FIRING = payload(alert(level="2"))
@@ -111,6 +112,19 @@ async def test_a_peers_earlier_row_of_another_group_is_left_to_the_peer(
     a, b = replicas
     other = await receipt(b, payload(alert(level="2"), group_key="{}:{other}"))
     own = await receipt(a, FIRING)
+    done = await a.processor.process_pending()
+    assert [p.entry_id for p in done] == [own]
+    assert await waiting(a) == [other]
+
+
+@pytest.mark.integration
+async def test_a_peers_earlier_row_of_a_group_sharing_the_keys_indexed_prefix_is_left(
+    replicas: tuple[Harness, Harness],
+) -> None:
+    a, b = replicas
+    prefix = "{}:{" + "x" * GROUP_PREFIX
+    other = await receipt(b, payload(alert(level="2"), group_key=prefix + "b}"))
+    own = await receipt(a, payload(alert(level="2"), group_key=prefix + "a}"))
     done = await a.processor.process_pending()
     assert [p.entry_id for p in done] == [own]
     assert await waiting(a) == [other]

@@ -196,7 +196,7 @@ class Processor:
         in id order, and those rows' ids. Entries that would overtake a peer's row the query's
         limit left unread are left out: they wait for a later pass."""
         earlier = await self.svc.store.journal.earlier(entries, limit=limit)
-        if not earlier.entries:
+        if not earlier.entries and not earlier.cut:
             return entries, frozenset()
         cut = earlier.cut
         kept = [e for e in entries if e.group_key not in cut or e.id < cut[e.group_key]]
@@ -225,7 +225,7 @@ class Processor:
                     if not await self._yield_to_acks(stop_unless=stop_unless):
                         return
                     done[entry.id] = await self.process(entry)
-                    if entry.id not in outside:  # a peer's row was not counted by accepted()
+                    if entry.id not in outside:  # accepted() counted only this instance's
                         self.backlog = max(0, self.backlog - 1)
 
         results = await asyncio.gather(

@@ -131,6 +131,18 @@ async def test_a_peers_earlier_row_of_a_group_sharing_the_keys_indexed_prefix_is
 
 
 @pytest.mark.integration
+async def test_a_groups_row_waits_while_rows_under_its_keys_prefix_are_left_unread(
+    replicas: tuple[Harness, Harness],
+) -> None:
+    a, b = replicas
+    prefix = "{}:{" + "x" * GROUP_PREFIX
+    other = await receipt(b, payload(alert(level="2"), group_key=prefix + "b}"))
+    own = await receipt(a, payload(alert(level="2"), group_key=prefix + "a}"))
+    assert await a.processor.process_pending(limit=1) == []  # the share went to b's row
+    assert await waiting(a) == [other, own]
+
+
+@pytest.mark.integration
 async def test_a_peers_earlier_row_that_failed_processing_holds_nothing(
     replicas: tuple[Harness, Harness], clock: FakeClock
 ) -> None:

@@ -85,7 +85,8 @@ _Append = tuple[str, float, str, str, int | None]
 # read in order from webhook_journal_group. The exact key is compared on the result: with it
 # in the query the planner counts the group twice, expects one row, and picks a bitmap scan
 # of the whole group plus a sort (a peer's backlog of 10,000 rows of the group: 7-12 ms per
-# pass instead of 0.3 ms). LIMIT (SELECT $4) hides the limit from the plan for the same reason.
+# pass instead of 0.3 ms). LIMIT (SELECT $4) likewise: a plan that knows the limit is above
+# its estimate of the group's rows chooses the same bitmap scan and sort.
 _EARLIER = (
     "SELECT g.group_key AS pass_group, j.id, j.group_key, j.received_at, j.payload "  # noqa: S608
     "FROM unnest($1::text[], $2::bigint[]) AS g(group_key, upto) "
@@ -271,7 +272,8 @@ class Journal:
         one has the smaller id and is visible by the time the later one is processed.
 
         At most about ``limit`` rows in all (``limit // groups`` per group, at least one); where
-        a group's share was used up, ``cut`` says from where its entries must wait.
+        a group's share was used up, ``cut`` says from where its entries must wait (also when
+        rows of another group sharing the key's indexed prefix used it up).
         """
         # One receiver per SQLite file (see _cutoff): every row is in the pass already.
         if self.db.dialect != "postgres" or not entries:

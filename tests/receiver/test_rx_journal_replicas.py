@@ -191,7 +191,9 @@ async def test_a_row_its_owner_is_processing_is_waited_for_then_found_gone(
     theirs = asyncio.create_task(b.processor.process_pending())
     await asyncio.wait_for(taken.wait(), 5)
     ours = asyncio.create_task(a.processor.process_pending())
-    async with asyncio.timeout(5):  # a's take of b's row waits for the advisory lock
+    # a's take of b's row waits for the group's advisory lock, taken before the row is read
+    # (waiting on the deleted row itself would show as a transactionid lock instead).
+    async with asyncio.timeout(5):
         while not await advisory_lock_waiters(a):  # noqa: ASYNC110 - pg_locks has no event
             await asyncio.sleep(0.01)
     assert not ours.done()
@@ -226,7 +228,7 @@ async def test_two_replicas_processing_one_group_at_once_apply_each_row_once_in_
         receipts.append(await receipt(b if n % 2 else a, firing))
         receipts.append(await receipt(a if n % 2 else b, resolved_all(*fingerprints)))
     results: list[tuple[int, str]] = []
-    for _ in range(3):  # two rounds at most: the peers' rows come along in the first
+    for _ in range(3):  # the first round takes every row along; the others find none left
         ours, theirs = await asyncio.gather(
             a.processor.process_pending(), b.processor.process_pending()
         )

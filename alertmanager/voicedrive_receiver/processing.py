@@ -15,6 +15,11 @@ Urgent notifications (Level 3 and 4: SMS and phone) do not wait behind a backlog
 first takes the groups with an urgent row waiting, with their earlier rows so a group keeps its
 order, paced as if there were no flood; a pass over the rest stops starting notifications as
 soon as an urgent one is journaled.
+
+Replicas on one PostgreSQL each pass over the rows they accepted, and a load balancer spreads a
+group's notifications over them: before a pass processes its rows, it takes along the rows of
+its groups that another replica journaled earlier and has not processed yet (one query per
+pass), so a group keeps its order across replicas too.
 """
 
 import asyncio
@@ -155,13 +160,14 @@ class Processor:
             self._urgent_check = False  # an urgent row journaled from here on sets it again
             try:
                 entries = await self._urgent(now, limit)
+                chained, outside = await self._with_earlier(entries, limit)
             except Exception:
                 self._urgent_check = True  # still to be looked for
                 raise
             if entries:
                 self._urgent_check = True  # more may wait beyond ``limit``
                 try:
-                    return await self._process_chains(entries, stop_unless=None)
+                    return await self._process_chains(chained, stop_unless=None, outside=outside)
                 except Exception:
                     self._urgent_failed = True
                     raise
@@ -172,16 +178,37 @@ class Processor:
             entries = await self._pending(now, limit)
         if not entries:
             self.backlog = 0
-        done = await self._process_chains(entries, stop_unless=arrivals)
+        chained, outside = await self._with_earlier(entries, limit)
+        done = await self._process_chains(chained, stop_unless=arrivals, outside=outside)
         if entries:
-            # Up to the first row left for the next pass (one stopped for an urgent arrival).
+            # Up to the first row left for the next pass (one stopped for an urgent arrival, or
+            # waiting for a peer's earlier rows of its group). Only this pass's own rows: the
+            # cursor walks the rows ``pending`` chooses, never a peer's.
             processed = {p.entry_id for p in done}
             left = [e.id for e in entries if e.id not in processed]
             self._cursor = left[0] - 1 if left else entries[-1].id
         return done
 
+    async def _with_earlier(
+        self, entries: list[JournalEntry], limit: int
+    ) -> tuple[list[JournalEntry], frozenset[int]]:
+        """``entries`` with their groups' earlier rows outside them (a live peer's) merged in,
+        in id order, and those rows' ids. Entries that would overtake a peer's row the query's
+        limit left unread are left out: they wait for a later pass."""
+        earlier = await self.svc.store.journal.earlier(entries, limit=limit)
+        if not earlier.entries and not earlier.cut:
+            return entries, frozenset()
+        cut = earlier.cut
+        kept = [e for e in entries if e.group_key not in cut or e.id < cut[e.group_key]]
+        chained = sorted([*earlier.entries, *kept], key=lambda e: e.id)
+        return chained, frozenset(e.id for e in earlier.entries)
+
     async def _process_chains(
-        self, entries: list[JournalEntry], *, stop_unless: int | None
+        self,
+        entries: list[JournalEntry],
+        *,
+        stop_unless: int | None,
+        outside: frozenset[int] = frozenset(),
     ) -> list[Processed]:
         # One chain per group, in journal order; chains run side by side. Outside the urgent
         # pass (``stop_unless`` None) a chain starts nothing more once an urgent notification
@@ -198,7 +225,8 @@ class Processor:
                     if not await self._yield_to_acks(stop_unless=stop_unless):
                         return
                     done[entry.id] = await self.process(entry)
-                    self.backlog = max(0, self.backlog - 1)
+                    if entry.id not in outside:  # accepted() counted only this instance's
+                        self.backlog = max(0, self.backlog - 1)
 
         results = await asyncio.gather(
             *(chain(group) for group in chains.values()), return_exceptions=True

@@ -293,8 +293,10 @@ async def harness(
     *,
     channels: dict[str, RecordingChannel] | None = None,
     seed: int = 7,
+    instance: str = "local",
 ) -> AsyncIterator[Harness]:
-    """A Harness over ``store``; the store is closed afterwards."""
+    """A Harness over ``store`` (owning its journal rows as ``instance``); the store is closed
+    afterwards."""
     channels = channels if channels is not None else {}
     for name in config.channels:
         channels.setdefault(name, RecordingChannel(name))
@@ -319,6 +321,7 @@ async def harness(
         render=plain_render,
         clock=clock,
         worker=worker,
+        instance=instance,
     )
     client = TestClient(TestServer(create_app(svc, run_worker=False)))
     await client.start_server()

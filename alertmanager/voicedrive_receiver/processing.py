@@ -160,17 +160,21 @@ class Processor:
             self._urgent_check = False  # an urgent row journaled from here on sets it again
             try:
                 entries = await self._urgent(now, limit)
-                chained, outside = await self._with_earlier(entries, limit)
             except Exception:
                 self._urgent_check = True  # still to be looked for
                 raise
             if entries:
                 self._urgent_check = True  # more may wait beyond ``limit``
                 try:
-                    return await self._process_chains(chained, stop_unless=None, outside=outside)
+                    chained, outside = await self._with_earlier(entries, limit)
+                    done = await self._process_chains(chained, stop_unless=None, outside=outside)
                 except Exception:
                     self._urgent_failed = True
                     raise
+                if done:
+                    return done
+                # Nothing could start (every row waits for earlier ones left unread): the
+                # backlog's pass now, or the next round would be this one again.
         self._urgent_failed = False
         entries = await self._pending(now, limit)
         if not entries and self._cursor:
@@ -460,7 +464,9 @@ class Processor:
                     await self.refresh_gauges()
             if failed:
                 await sleep_until_stopped(stop, REFRESH_INTERVAL)
-            elif not done and not self._urgent_due:
+            elif not done:
+                # Even with the urgent pass due: one that started nothing would start nothing
+                # again at once (an urgent arrival sets the wake event, so it is not delayed).
                 await sleep_until_woken(self._wake, stop, REFRESH_INTERVAL)
 
 

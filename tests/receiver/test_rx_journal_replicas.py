@@ -131,15 +131,32 @@ async def test_a_peers_earlier_row_of_a_group_sharing_the_keys_indexed_prefix_is
 
 
 @pytest.mark.integration
-async def test_a_groups_row_waits_while_rows_under_its_keys_prefix_are_left_unread(
+async def test_rows_of_other_groups_under_its_keys_prefix_never_hold_a_group_back(
     replicas: tuple[Harness, Harness],
 ) -> None:
     a, b = replicas
     prefix = "{}:{" + "x" * GROUP_PREFIX
-    other = await receipt(b, payload(alert(level="2"), group_key=prefix + "b}"))
+    others = [
+        await receipt(b, payload(alert(level="2", fingerprint=f"o{n}"), group_key=prefix + "b}"))
+        for n in range(3)
+    ]
     own = await receipt(a, payload(alert(level="2"), group_key=prefix + "a}"))
-    assert await a.processor.process_pending(limit=1) == []  # the share went to b's row
-    assert await waiting(a) == [other, own]
+    done = await a.processor.process_pending(limit=1)  # a share of one row per group
+    assert [p.entry_id for p in done] == [own]
+    assert await waiting(a) == others
+
+
+@pytest.mark.integration
+async def test_an_urgent_row_under_a_prefix_shared_with_a_backlog_is_processed_first(
+    replicas: tuple[Harness, Harness],
+) -> None:
+    a, _ = replicas
+    prefix = "{}:{" + "x" * GROUP_PREFIX
+    for n in range(64):  # a whole pass's share of rows of other groups under the prefix
+        await receipt(a, payload(alert(level="2", fingerprint=f"b{n}"), group_key=f"{prefix}{n}}}"))
+    page = await receipt(a, payload(alert(level="4"), group_key=prefix + "urgent}"))
+    done = await a.processor.process_pending()
+    assert [p.entry_id for p in done] == [page]
 
 
 @pytest.mark.integration

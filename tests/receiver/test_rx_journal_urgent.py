@@ -16,7 +16,7 @@ from voicedrive_receiver import processing
 from voicedrive_receiver.errors import StoreUnavailable
 from voicedrive_receiver.processing import Processed
 from voicedrive_receiver.store import open_sqlite_store
-from voicedrive_receiver.store.journal import JournalEntry
+from voicedrive_receiver.store.journal import EarlierRows, JournalEntry
 
 URGENT_GROUP = "{}:{urgent}"
 
@@ -265,3 +265,49 @@ async def test_an_urgent_notification_journaled_while_the_backlog_is_read_stops_
     [page] = await rx.processor.process_pending()
     assert page.outcome == "stored"
     assert await incident_levels(rx) == {URGENT_GROUP: 3}
+
+
+async def test_the_loop_waits_after_a_pass_that_started_nothing_even_with_the_urgent_pass_due(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processor = rx.processor
+    stop = asyncio.Event()
+    passes = waits = 0
+
+    async def nothing_started(**kwargs: object) -> list[Processed]:
+        nonlocal passes
+        passes += 1
+        processor._urgent_check = True  # still due, as after an urgent pass that started nothing
+        if passes == 3:
+            stop.set()  # bounds the loop should it spin
+        return []
+
+    async def wait(*args: object) -> None:
+        nonlocal waits
+        waits += 1
+        stop.set()
+
+    monkeypatch.setattr(processor, "process_pending", nothing_started)
+    monkeypatch.setattr(processing, "sleep_until_woken", wait)
+    await asyncio.wait_for(processor.run(stop), 5)
+    assert (passes, waits) == (1, 1)
+
+
+async def test_an_urgent_group_whose_earlier_rows_cannot_be_read_does_not_hold_the_backlog(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backlog = await post_backlog(rx, 3)
+    page = await receipt(rx, urgent())
+    journal = rx.store.journal
+    earlier = journal.earlier
+
+    async def refuse_the_urgent_pass(entries: list[JournalEntry], **kwargs: Any) -> EarlierRows:
+        if {e.group_key for e in entries} == {URGENT_GROUP}:
+            await unavailable()
+        return await earlier(entries, **kwargs)
+
+    monkeypatch.setattr(journal, "earlier", refuse_the_urgent_pass)
+    with pytest.raises(StoreUnavailable):
+        await rx.processor.process_pending()
+    done = await rx.processor.process_pending()  # the backlog's turn
+    assert [p.entry_id for p in done] == [*backlog, page]

@@ -25,6 +25,8 @@ from voicedrive_receiver.store.schema import GROUP_PREFIX
 ENDED = "2025-09-01T09:05:00+09:00"
 FIRING = payload(alert(level="2"))
 RESOLVED = payload(alert(level="2", status="resolved", ends_at=ENDED))
+# Group keys that differ only past the characters webhook_journal_group indexes.
+PREFIX = "{}:{" + "x" * GROUP_PREFIX
 
 
 @pytest.fixture
@@ -106,25 +108,19 @@ async def test_the_peer_finds_its_row_processed_elsewhere_and_pages_nobody_again
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    ("other_key", "own_key"),
+    [
+        pytest.param("{}:{other}", "{}:{own}", id="another-key"),
+        pytest.param(PREFIX + "b}", PREFIX + "a}", id="same-indexed-prefix"),
+    ],
+)
 async def test_a_peers_earlier_row_of_another_group_is_left_to_the_peer(
-    replicas: tuple[Harness, Harness],
+    replicas: tuple[Harness, Harness], other_key: str, own_key: str
 ) -> None:
     a, b = replicas
-    other = await receipt(b, payload(alert(level="2"), group_key="{}:{other}"))
-    own = await receipt(a, FIRING)
-    done = await a.processor.process_pending()
-    assert [p.entry_id for p in done] == [own]
-    assert await waiting(a) == [other]
-
-
-@pytest.mark.integration
-async def test_a_peers_earlier_row_of_a_group_sharing_the_keys_indexed_prefix_is_left(
-    replicas: tuple[Harness, Harness],
-) -> None:
-    a, b = replicas
-    prefix = "{}:{" + "x" * GROUP_PREFIX
-    other = await receipt(b, payload(alert(level="2"), group_key=prefix + "b}"))
-    own = await receipt(a, payload(alert(level="2"), group_key=prefix + "a}"))
+    other = await receipt(b, payload(alert(level="2"), group_key=other_key))
+    own = await receipt(a, payload(alert(level="2"), group_key=own_key))
     done = await a.processor.process_pending()
     assert [p.entry_id for p in done] == [own]
     assert await waiting(a) == [other]
@@ -135,12 +131,11 @@ async def test_rows_of_other_groups_under_its_keys_prefix_never_hold_a_group_bac
     replicas: tuple[Harness, Harness],
 ) -> None:
     a, b = replicas
-    prefix = "{}:{" + "x" * GROUP_PREFIX
     others = [
-        await receipt(b, payload(alert(level="2", fingerprint=f"o{n}"), group_key=prefix + "b}"))
+        await receipt(b, payload(alert(level="2", fingerprint=f"o{n}"), group_key=PREFIX + "b}"))
         for n in range(3)
     ]
-    own = await receipt(a, payload(alert(level="2"), group_key=prefix + "a}"))
+    own = await receipt(a, payload(alert(level="2"), group_key=PREFIX + "a}"))
     done = await a.processor.process_pending(limit=1)  # a share of one row per group
     assert [p.entry_id for p in done] == [own]
     assert await waiting(a) == others
@@ -151,10 +146,9 @@ async def test_an_urgent_row_under_a_prefix_shared_with_a_backlog_is_processed_f
     replicas: tuple[Harness, Harness],
 ) -> None:
     a, _ = replicas
-    prefix = "{}:{" + "x" * GROUP_PREFIX
     for n in range(64):  # a whole pass's share of rows of other groups under the prefix
-        await receipt(a, payload(alert(level="2", fingerprint=f"b{n}"), group_key=f"{prefix}{n}}}"))
-    page = await receipt(a, payload(alert(level="4"), group_key=prefix + "urgent}"))
+        await receipt(a, payload(alert(level="2", fingerprint=f"b{n}"), group_key=f"{PREFIX}{n}}}"))
+    page = await receipt(a, payload(alert(level="4"), group_key=PREFIX + "urgent}"))
     done = await a.processor.process_pending()
     assert [p.entry_id for p in done] == [page]
 
@@ -258,14 +252,19 @@ async def test_two_replicas_processing_one_group_at_once_apply_each_row_once_in_
     assert incident.status == "resolved"
 
 
+async def three_peer_firings_then_own_resolved(a: Harness, b: Harness) -> tuple[list[int], int]:
+    """b journals three alerts' firing notifications, then a the group's resolved one."""
+    fingerprints = ("fp0", "fp1", "fp2")
+    earlier = [await receipt(b, payload(alert(level="2", fingerprint=f))) for f in fingerprints]
+    return earlier, await receipt(a, resolved_all(*fingerprints))
+
+
 @pytest.mark.integration
 async def test_a_groups_own_row_waits_while_the_limit_leaves_earlier_peer_rows_unread(
     replicas: tuple[Harness, Harness],
 ) -> None:
     a, b = replicas
-    fingerprints = ("fp0", "fp1", "fp2")
-    earlier = [await receipt(b, payload(alert(level="2", fingerprint=f))) for f in fingerprints]
-    own = await receipt(a, resolved_all(*fingerprints))
+    earlier, own = await three_peer_firings_then_own_resolved(a, b)
     done = await a.processor.process_pending(limit=2)  # room for two of b's rows
     assert [p.entry_id for p in done] == earlier[:2]
     assert await waiting(a) == [earlier[2], own]
@@ -278,9 +277,7 @@ async def test_rows_the_limit_left_are_processed_by_the_next_pass_in_order(
     replicas: tuple[Harness, Harness],
 ) -> None:
     a, b = replicas
-    fingerprints = ("fp0", "fp1", "fp2")
-    earlier = [await receipt(b, payload(alert(level="2", fingerprint=f))) for f in fingerprints]
-    own = await receipt(a, resolved_all(*fingerprints))
+    earlier, own = await three_peer_firings_then_own_resolved(a, b)
     await a.processor.process_pending(limit=2)
     done = await a.processor.process_pending(limit=2)
     assert [p.entry_id for p in done] == [earlier[2], own]

@@ -14,7 +14,7 @@ from voicedrive_common.errors import ConfigError
 from voicedrive_common.throwaway_pg import ThrowawayPostgres
 from voicedrive_receiver.config import resolve_secrets
 from voicedrive_receiver.store import open_postgres_store, open_sqlite_store, open_store
-from voicedrive_receiver.store.base import NewOutboxRow, SqlStore
+from voicedrive_receiver.store.base import NewOutboxRow, OutboxRow, SqlStore
 from voicedrive_receiver.store.postgres import _Conn
 from voicedrive_receiver.store.schema import MIGRATIONS
 
@@ -316,17 +316,22 @@ def _slack_row(n: int, *, level: int, pair: str, now: float) -> NewOutboxRow:
     )
 
 
+async def _claimed(store: SqlStore, rows: list[NewOutboxRow], *, limit: int) -> list[OutboxRow]:
+    """Enqueue ``rows`` (all due at once) and claim up to ``limit`` of them; closes ``store``."""
+    try:
+        await store.enqueue(rows, now=100.0)
+        return await store.claim("slack", now=100.0, limit=limit, lease=60, owner="a")
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("kind", STORES)
 async def test_a_claim_takes_the_highest_level_first_then_the_oldest(
     kind: str, postgres: ThrowawayPostgres, tmp_path: Path
 ) -> None:
-    store = await _open(kind, tmp_path, postgres)
-    try:
-        rows = [_slack_row(n, level=1, pair=f"p{n}", now=100.0) for n in range(5)]
-        await store.enqueue([*rows, _slack_row(9, level=4, pair="p9", now=100.0)], now=100.0)
-        claimed = await store.claim("slack", now=100.0, limit=2, lease=60, owner="a")
-    finally:
-        await store.close()
+    rows = [_slack_row(n, level=1, pair=f"p{n}", now=100.0) for n in range(5)]
+    rows.append(_slack_row(9, level=4, pair="p9", now=100.0))
+    claimed = await _claimed(await _open(kind, tmp_path, postgres), rows, limit=2)
     assert [(r.level, r.delivery_id) for r in claimed] == [(4, "d9"), (1, "d0")]
 
 
@@ -334,12 +339,7 @@ async def test_a_claim_takes_the_highest_level_first_then_the_oldest(
 async def test_a_higher_level_never_overtakes_an_earlier_message_of_its_recipient(
     kind: str, postgres: ThrowawayPostgres, tmp_path: Path
 ) -> None:
-    store = await _open(kind, tmp_path, postgres)
-    try:
-        earlier = _slack_row(1, level=1, pair="same", now=100.0)
-        raised = _slack_row(2, level=4, pair="same", now=100.0)
-        await store.enqueue([earlier, raised], now=100.0)
-        claimed = await store.claim("slack", now=100.0, limit=5, lease=60, owner="a")
-    finally:
-        await store.close()
+    earlier = _slack_row(1, level=1, pair="same", now=100.0)
+    raised = _slack_row(2, level=4, pair="same", now=100.0)
+    claimed = await _claimed(await _open(kind, tmp_path, postgres), [earlier, raised], limit=5)
     assert [r.delivery_id for r in claimed] == ["d1"]

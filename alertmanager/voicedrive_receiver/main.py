@@ -119,11 +119,16 @@ def load(path: str | None) -> ReceiverConfig:
 
 
 async def _check_secrets(config: ReceiverConfig) -> None:
+    from voicedrive_receiver.store import check_store_path
+
     resolve_secrets(config)
     types = default_channel_types()
     for name, channel in config.channels.items():
         created = await types[channel.kind].create(channel.settings, name=name)
         await created.close()
+    # Everything start-up checks beyond the file itself: a check that passes, then a start
+    # that fails, would surprise whoever restarts a receiver at night.
+    check_store_path(config.store)
 
 
 def config_check(args: argparse.Namespace) -> int:

@@ -23,8 +23,9 @@ def banner(*, ports: Ports, layout: Layout, with_exporter: bool, with_alerting: 
         lines.append(f"  exporter             {ports.url('exporter', '/metrics')}")
     if with_alerting:
         lines += [
-            f"  Prometheus           {ports.url('prometheus', '/alerts')}",
-            f"  Alertmanager         {ports.url('alertmanager', '/#/alerts')}",
+            # Debian's packages: Prometheus has only its classic pages, Alertmanager no web UI.
+            f"  Prometheus           {ports.url('prometheus', '/classic/alerts')}",
+            f"  Alertmanager         {ports.url('alertmanager')}  (amtool, below)",
             f"  receiver             {ports.url('receiver', '/api/incidents')}",
             f"  mail catcher         smtp://{ports.address('smtp')}  (mails in {layout.mail}/)",
             f"  pages (file outbox)  {layout.outbox}",
@@ -49,8 +50,9 @@ def banner(*, ports: Ports, layout: Layout, with_exporter: bool, with_alerting: 
             f'"Authorization: Bearer $(cat {shlex.quote(str(layout.receiver_token_file))})"'
         )
         lines += [
-            "  # firing alerts, and the receiver's incidents:",
+            "  # firing alerts, Alertmanager's view of them, and the receiver's incidents:",
             f"  curl -s {ports.url('prometheus', '/api/v1/alerts')}",
+            f"  amtool alert query --alertmanager.url={ports.url('alertmanager')}",
             f"  curl -s -H {receiver_token} {ports.url('receiver', '/api/incidents')}",
         ]
     lines.append("")

@@ -287,6 +287,8 @@ def alertmanager(stack: Stack) -> Service:
             f"--config.file={config}",
             f"--storage.path={layout.data('alertmanager')}",
             f"--web.listen-address={ports.address('alertmanager')}",
+            # The links in its mails (the fallback's): the loopback address, not the host name.
+            f"--web.external-url={ports.url('alertmanager')}",
             # Clustering would listen on 0.0.0.0:9094; one demo instance needs no peers.
             "--cluster.listen-address=",
         ),

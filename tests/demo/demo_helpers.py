@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -116,3 +117,9 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str
         session.get(url, headers=headers) as resp,
     ):
         return resp.status, await resp.text()
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL the banner printed."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
-from demo_helpers import Demo, alive, get, start_demo, stop_demo
+from demo_helpers import Demo, alive, get, origin, start_demo, stop_demo
 
 from voicedrive_demo.stack import alerting_missing
 
@@ -34,7 +34,7 @@ def test_banner_lists_the_alerting_services(demo: Demo) -> None:
 
 
 async def test_prometheus_scrapes_every_target_of_the_repo_config(demo: Demo) -> None:
-    url = demo.urls["Prometheus"].replace("/alerts", "/api/v1/targets")
+    url = origin(demo.urls["Prometheus"]) + "/api/v1/targets"
     health: dict[str, str] = {}
     for _ in range(300):  # bounded: 300 x 100 ms; the demo scrapes every 5 s
         _, body = await get(url)
@@ -53,14 +53,14 @@ async def test_prometheus_scrapes_every_target_of_the_repo_config(demo: Demo) ->
 
 
 async def test_prometheus_loaded_the_generated_rules(demo: Demo) -> None:
-    url = demo.urls["Prometheus"].replace("/alerts", "/api/v1/rules")
+    url = origin(demo.urls["Prometheus"]) + "/api/v1/rules"
     _, body = await get(url)
     names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
     assert {"VoiceDriveAPIDown", "VoiceDriveDatabaseDown"} <= names
 
 
 async def test_alertmanager_is_ready(demo: Demo) -> None:
-    url = demo.urls["Alertmanager"].replace("/#/alerts", "/-/ready")
+    url = origin(demo.urls["Alertmanager"]) + "/-/ready"
     status, _ = await get(url)
     assert status == 200
 

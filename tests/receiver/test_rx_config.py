@@ -213,3 +213,19 @@ def test_a_configured_instance_name_survives_a_new_host_name() -> None:
     text = MINIMAL.replace("server: {auth: none}", "server: {auth: none, instance: receiver-0}")
     config = parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
     assert instance_name(config, ("127.0.0.1", 9095)) == "receiver-0"
+
+
+def test_config_check_with_resolve_secrets_names_a_missing_store_directory(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "rx.yml"
+    config.write_text(
+        "server: {auth: {bearer_token: t}}\n"
+        f"store: {{sqlite: {{path: {tmp_path / 'missing' / 'rx.db'}}}}}\n"
+        "channels: {console: {type: console}}\n"
+        "contacts: {room: {}}\n"
+        "fanout: {targets: [{level: 1, channel: console, to: [room]}]}\n"
+    )
+    result = _cli("--config.file", str(config), "--config.check", "--resolve-secrets")
+    assert result.returncode == 1
+    assert "store.sqlite.path: directory" in result.stderr

@@ -28,10 +28,25 @@ __all__ = [
     "OutboxRow",
     "SqlStore",
     "Store",
+    "check_store_path",
     "open_postgres_store",
     "open_sqlite_store",
     "open_store",
 ]
+
+
+def check_store_path(config: StoreConfig) -> None:
+    """ConfigError naming the key when the SQLite file's directory does not exist."""
+    if isinstance(config, PostgresStoreConfig) or config.path == ":memory:":
+        return
+    parent = Path(config.path).parent
+    if not parent.is_dir():
+        # Never created on the fly: a typo in the path would start an empty incident history.
+        raise ConfigError(
+            "store.sqlite.path",
+            f"directory {str(parent)!r} does not exist; create it first (it is never created "
+            "automatically)",
+        )
 
 
 async def open_store(config: StoreConfig, secrets: ResolvedSecrets) -> SqlStore:
@@ -46,12 +61,5 @@ async def open_store(config: StoreConfig, secrets: ResolvedSecrets) -> SqlStore:
             connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
         )
-    parent = Path(config.path).parent
-    if config.path != ":memory:" and not parent.is_dir():
-        # Never created on the fly: a typo in the path would start an empty incident history.
-        raise ConfigError(
-            "store.sqlite.path",
-            f"directory {str(parent)!r} does not exist; create it first (it is never created "
-            "automatically)",
-        )
+    check_store_path(config)
     return await open_sqlite_store(config.path, busy_timeout=config.busy_timeout)

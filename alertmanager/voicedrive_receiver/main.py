@@ -29,6 +29,7 @@ from voicedrive_receiver.config import (
     resolve_secrets,
 )
 from voicedrive_receiver.errors import StoreUnavailable
+from voicedrive_receiver.lifecycle.tokyo import to_tokyo
 from voicedrive_receiver.metrics import ReceiverMetrics
 from voicedrive_receiver.outbox import OutboxWorker
 from voicedrive_receiver.rendering import Renderer
@@ -142,12 +143,35 @@ def config_check(args: argparse.Namespace) -> int:
         return 1
     if config.server.auth is None:
         print(f"{args.config_file}: WARNING: server.auth is 'none' (no authentication)")
+    ended = schedule_ended(config)
+    if ended:
+        print(
+            f"{args.config_file}: WARNING: {SCHEDULE_ENDED} ({ended['fallback']}) since "
+            f"{ended['ended']} ({ended['schedule']}); renew it"
+        )
     checked = " and secrets" if args.resolve_secrets else ""
     print(
         f"{args.config_file}: config{checked} OK ({len(config.channels)} channels, "
         f"{len(config.contacts)} contacts, {len(config.fanout.targets)} fan-out targets)"
     )
     return 0
+
+
+def schedule_ended(config: ReceiverConfig) -> dict[str, str] | None:
+    """When the on-call schedule's span is over (its fallback gets every on_duty page): what,
+    when and who instead, for a warning."""
+    schedule = config.lifecycle.schedule
+    ended = schedule.ended(SystemClock().now()) if schedule is not None else None
+    if schedule is None or ended is None:
+        return None
+    return {
+        "schedule": config.lifecycle.schedule_source or "lifecycle.schedule",
+        "ended": to_tokyo(ended).isoformat(),
+        "fallback": ",".join(schedule.fallback.contacts),
+    }
+
+
+SCHEDULE_ENDED = "on-call schedule has ended: every on_duty page goes to its fallback"
 
 
 def instance_name(config: ReceiverConfig, listen: tuple[str, int]) -> str:
@@ -215,6 +239,9 @@ async def serve(config: ReceiverConfig, listen: tuple[str, int]) -> int:
                 "owner": owner,
             },
         )
+        ended = schedule_ended(config)
+        if ended:
+            log.warning(SCHEDULE_ENDED, extra=ended)
         if config.server.auth is None:
             log.warning(
                 "AUTHENTICATION DISABLED (server.auth: none): anyone reaching this port can post "

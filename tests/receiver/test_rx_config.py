@@ -229,3 +229,13 @@ def test_config_check_with_resolve_secrets_names_a_missing_store_directory(
     result = _cli("--config.file", str(config), "--config.check", "--resolve-secrets")
     assert result.returncode == 1
     assert "store.sqlite.path: directory" in result.stderr
+
+
+def test_config_check_warns_that_the_examples_schedule_has_ended() -> None:
+    # The example's schedule is the protocol's Phase 2 week (2025-09-01 to 09-06).
+    result = _cli("--config.file", "alertmanager/receiver.example.yml", "--config.check")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: on-call schedule has ended: every on_duty page goes to its fallback" in (
+        result.stdout
+    )
+    assert "since 2025-09-06T00:00:00+09:00 (alertmanager/schedule.phase2.yml)" in result.stdout

@@ -193,6 +193,15 @@ class Schedule:
         known = [b for b in bounds if b is not None]
         return Interval(min(b.start for b in known), max(b.end for b in known))
 
+    def ended(self, at: datetime) -> datetime | None:
+        """When the schedule's own span ended, if it ended at or before ``at``.
+
+        From then on every on-duty page goes to the fallback: worth saying at start, since a
+        schedule copied from an example or left unrenewed shows nothing else until a page.
+        """
+        span = self.own_span()
+        return span.end if span is not None and span.end <= at else None
+
     def active(self, at: datetime) -> list[ActiveShift]:
         """Every shift occurrence that covers ``at``, in configuration order."""
         probe = Interval(at, at + timedelta(microseconds=1))

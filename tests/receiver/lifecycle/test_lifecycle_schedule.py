@@ -222,3 +222,22 @@ def test_missing_fallback_is_an_error() -> None:
         schedule(
             'shifts: [{date: 2025-09-01, start: "08:00", end: "12:00", team: a, contacts: [x]}]'
         )
+
+
+def test_a_schedule_whose_span_is_over_says_when_it_ended(phase2: Schedule) -> None:
+    assert phase2.ended(jst(2026, 12, 4, 9, 0)) == jst(2025, 9, 6, 0, 0)
+
+
+def test_a_schedule_still_within_its_span_has_not_ended(phase2: Schedule) -> None:
+    assert phase2.ended(jst(2025, 9, 5, 23, 59)) is None
+
+
+def test_a_schedule_of_recurring_shifts_without_an_end_never_ends() -> None:
+    s = schedule(
+        """
+fallback: {contacts: [hotline]}
+shifts:
+  - {weekdays: [mon], start: "08:00", end: "18:00", team: medical, contacts: [medical_lead]}
+"""
+    )
+    assert s.ended(jst(2030, 1, 1)) is None

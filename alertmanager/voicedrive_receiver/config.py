@@ -142,6 +142,8 @@ class ChannelConfig:
     name: str
     kind: str
     settings: Any
+    # Whether a group's resolved message goes here too (Alertmanager's name for it).
+    send_resolved: bool = True
 
 
 @dataclass(frozen=True)
@@ -494,9 +496,13 @@ def _channels(node: Node, types: Mapping[str, ChannelType]) -> dict[str, Channel
     channels = {}
     for name, item in node.items():
         kind = item.text("type", choices=tuple(sorted(types)) or ("<none registered>",))
+        # A call about a recovery wakes someone for nothing: phone channels default to no.
+        send_resolved = item.flag("send_resolved", kind != "phone")
         settings = types[kind].parse(item)
         item.done()
-        channels[name] = ChannelConfig(name=name, kind=kind, settings=settings)
+        channels[name] = ChannelConfig(
+            name=name, kind=kind, settings=settings, send_resolved=send_resolved
+        )
     return channels
 
 

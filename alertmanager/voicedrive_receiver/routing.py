@@ -129,13 +129,14 @@ def routes_for_level(
 
 
 def resolved_routes(firing_routes: Iterable[Route], config: ReceiverConfig) -> tuple[Route, ...]:
-    """Where a resolved message goes: where the firing one went, except phone calls."""
+    """Where a resolved message goes: where the firing one went, on channels that take them
+    (``send_resolved``; not phone calls unless configured)."""
     return tuple(
         sorted(
             {
                 r
                 for r in firing_routes
-                if r.channel in config.channels and config.channels[r.channel].kind != "phone"
+                if r.channel in config.channels and config.channels[r.channel].send_resolved
             }
         )
     )

@@ -143,6 +143,7 @@ channels:
     file: {sms_outbox}
   phone:
     type: console
+    send_resolved: false   # stands in for the phone call, which never rings for a recovery
     stdout: true
     file: {phone_outbox}
 

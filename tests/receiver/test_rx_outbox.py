@@ -3,10 +3,21 @@
 import random
 from pathlib import Path
 
-from rx_helpers import Harness, RecordingChannel, alert, harness, make_config, payload
+from rx_helpers import (
+    FAKE_TYPES,
+    Harness,
+    RecordingChannel,
+    alert,
+    config_text,
+    harness,
+    make_config,
+    payload,
+)
 
 from voicedrive_common.clock import FakeClock
+from voicedrive_common.confload import parse_yaml
 from voicedrive_receiver.channels.base import DeliveryResult
+from voicedrive_receiver.config import parse_config
 from voicedrive_receiver.outbox import backoff_delay
 from voicedrive_receiver.store import open_sqlite_store
 
@@ -327,3 +338,24 @@ async def test_a_level_4_goes_out_ahead_of_a_throttled_slack_backlog(
         await rx.worker.run_channel_once("slack")
         slack = rx.channels["slack"].sent
     assert [m.level for m in slack] == [1, 4, 1, 1, 1]
+
+
+async def test_a_channel_with_send_resolved_false_gets_the_firing_message_only(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    text = config_text(tmp_path).replace(
+        "email: {type: email}", "email: {type: email, send_resolved: false}"
+    )
+    config = parse_config(parse_yaml(text), channel_types=FAKE_TYPES)
+    async with harness(config, await open_sqlite_store(str(tmp_path / "r.db")), clock) as rx:
+        await rx.post(payload(alert(level="2")))
+        await rx.post(payload(alert(level="2", status="resolved", ends_at="2025-09-01T01:00:00Z")))
+        await rx.drain()
+        assert rx.channels["email"].contacts() == [("tech_lead", "firing")]
+        assert [s for _, s in rx.channels["slack"].contacts()] == ["firing", "resolved"]
+
+
+def test_send_resolved_defaults_to_false_for_phone_channels_only(tmp_path: Path) -> None:
+    channels = make_config(tmp_path).channels
+    assert {name: c.send_resolved for name, c in channels.items()}["phone"] is False
+    assert all(c.send_resolved for name, c in channels.items() if c.kind != "phone")

@@ -200,7 +200,7 @@ class Processor:
         in id order, and those rows' ids. Entries that would overtake a peer's row the query's
         limit left unread are left out: they wait for a later pass."""
         earlier = await self.svc.store.journal.earlier(entries, limit=limit)
-        if not earlier.entries and not earlier.cut:
+        if not earlier.entries:  # a cut is always of a group some rows were read of
             return entries, frozenset()
         cut = earlier.cut
         kept = [e for e in entries if e.group_key not in cut or e.id < cut[e.group_key]]
